@@ -1,0 +1,69 @@
+//! The one error type of the HTTP layer: `{"error": {"code": ..., "message": ...}}` with a
+//! fitting status. Internal errors are logged with their cause and answered opaquely.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest { code: &'static str, message: String },
+    NotFound(String),
+    Conflict { code: &'static str, message: String },
+    PayloadTooLarge(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::bad_request("invalid_request", message)
+    }
+
+    pub fn run_not_found(id: &str) -> Self {
+        Self::NotFound(format!("no run with id {id:?}"))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message),
+            Self::Conflict { code, message } => (StatusCode::CONFLICT, code, message),
+            Self::PayloadTooLarge(message) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
+            Self::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            Self::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error answering a request");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the server failed to handle this request; the cause is in its log".to_string(),
+                )
+            }
+        };
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,48 @@
+//! The HTTP API (axum). Each module owns its routes; this file merges them.
+
+mod error;
+mod health;
+mod json;
+mod runs;
+mod sse;
+mod submit;
+mod views;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::config::RunDefaults;
+use crate::events::EventBus;
+use crate::providers::Providers;
+use crate::store::Store;
+use crate::worker::RunningJobs;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub bus: EventBus,
+    pub providers: Providers,
+    pub defaults: Arc<RunDefaults>,
+    pub jobs: RunningJobs,
+    /// Rung on every submit so an idle worker claims the run at once.
+    pub wake: Arc<Notify>,
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .merge(runs::router())
+        .merge(sse::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,177 @@
+//! The runs resource: submit, read, list, cancel, trajectory.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::submit::SubmitRun;
+use super::{views, AppState};
+use crate::domain::{RunId, RunStatus};
+use crate::store::{CancelOutcome, ListFilter};
+use crate::worker::StopReason;
+
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
+/// How long a cancel request waits for a running run to stop before answering 202.
+const CANCEL_WAIT: Duration = Duration::from_secs(3);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/runs", post(submit).get(list))
+        .route("/v1/runs/{id}", get(show))
+        .route("/v1/runs/{id}/trajectory", get(trajectory))
+        .route("/v1/runs/{id}/cancel", post(cancel))
+}
+
+/// Parses a run id from the path; a malformed id is simply a run that does not exist.
+pub fn parse_run_id(raw: &str) -> Result<RunId, ApiError> {
+    raw.parse().map_err(|_| ApiError::run_not_found(raw))
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SubmitRun>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    let event = state.store.insert_run(&new_run).await?;
+    state.bus.publish(event);
+    state.wake.notify_waiters();
+    let run = state
+        .store
+        .get_run(new_run.id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("run vanished after insert".into()))?;
+    let location = format!("/v1/runs/{}", run.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(views::run(&run)),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run_id = parse_run_id(&id)?;
+    let run = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::run_not_found(&id))?;
+    Ok(Json(views::run(&run)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<RunStatus>().map_err(ApiError::invalid)?),
+    };
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "`limit` must be a number from 1 to {MAX_PAGE}"
+                )))
+            }
+        },
+    };
+    let before = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            raw.parse::<RunId>()
+                .map_err(|_| ApiError::invalid("`cursor` is not a cursor this server gave out"))?,
+        ),
+    };
+    let runs = state
+        .store
+        .list_runs(&ListFilter {
+            status,
+            before,
+            limit,
+        })
+        .await?;
+    let next_cursor = (runs.len() == limit as usize)
+        .then(|| runs.last().map(|r| r.id.to_string()))
+        .flatten();
+    let runs: Vec<Value> = runs.iter().map(views::run).collect();
+    Ok(Json(json!({"runs": runs, "next_cursor": next_cursor})))
+}
+
+async fn trajectory(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run_id = parse_run_id(&id)?;
+    let run = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::run_not_found(&id))?;
+    let trajectory = state.store.load_trajectory(run_id).await?;
+    Ok(Json(views::trajectory(&run, &trajectory)))
+}
+
+/// Cancels a run: a queued one at once; a running one is stopped by its worker (its REPL
+/// killed, its model calls dropped), which this waits a moment for.
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let run_id = parse_run_id(&id)?;
+    match state.store.request_cancel(run_id).await? {
+        CancelOutcome::NotFound => return Err(ApiError::run_not_found(&id)),
+        CancelOutcome::AlreadyFinished(status) => {
+            return Err(ApiError::Conflict {
+                code: "run_finished",
+                message: format!("the run has already finished ({})", status.as_str()),
+            })
+        }
+        CancelOutcome::CancelledQueued(event) => state.bus.publish(event),
+        CancelOutcome::Requested => {
+            state.jobs.stop(run_id, StopReason::Cancelled);
+            let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+            loop {
+                let run = state
+                    .store
+                    .get_run(run_id)
+                    .await?
+                    .ok_or_else(|| ApiError::run_not_found(&id))?;
+                if run.status.is_terminal() {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok((StatusCode::ACCEPTED, Json(views::run(&run))));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let run = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::run_not_found(&id))?;
+    Ok((StatusCode::OK, Json(views::run(&run))))
+}

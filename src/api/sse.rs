@@ -1,0 +1,149 @@
+//! `GET /v1/runs/{id}/events`: Server-Sent Events. Replays the stored events after
+//! `Last-Event-ID` (or `?after=`), then follows live, and closes after the run's terminal
+//! event. The database is the source of truth: whenever the live feed skips a number,
+//! lags, or is quiet for a second, the stream re-reads from the store, so no event is lost
+//! and none is sent twice.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::get;
+use axum::Router;
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+use super::error::ApiError;
+use super::json::ApiQuery;
+use super::runs::parse_run_id;
+use super::{views, AppState};
+use crate::domain::RunId;
+use crate::store::{Store, StoredEvent};
+
+const REPLAY_BATCH: u32 = 500;
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/runs/{id}/events", get(events))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    after: Option<i64>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let run_id = parse_run_id(&id)?;
+    // Subscribe before the first read, so nothing published in between is missed.
+    let live = state.bus.subscribe();
+    if state.store.get_run(run_id).await?.is_none() {
+        return Err(ApiError::run_not_found(&id));
+    }
+    let after = match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .ok_or_else(|| ApiError::invalid("Last-Event-ID must be an event number"))?,
+        None => query.after.unwrap_or(0),
+    };
+    let follower = Follower {
+        store: state.store.clone(),
+        live,
+        run_id,
+        last_seq: after.max(0),
+        pending: VecDeque::new(),
+        reread: true,
+        done: false,
+        shutdown: state.shutdown.clone(),
+    };
+    let stream = stream::unfold(follower, |mut follower| async move {
+        let event = follower.next().await?;
+        Some((Ok(sse_event(&event)), follower))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn sse_event(event: &StoredEvent) -> Event {
+    Event::default()
+        .id(event.seq.to_string())
+        .event(event.kind.clone())
+        .data(views::event(event).to_string())
+}
+
+struct Follower {
+    store: Store,
+    live: broadcast::Receiver<Arc<StoredEvent>>,
+    run_id: RunId,
+    last_seq: i64,
+    pending: VecDeque<StoredEvent>,
+    /// The store may hold events this stream has not sent yet.
+    reread: bool,
+    done: bool,
+    shutdown: CancellationToken,
+}
+
+impl Follower {
+    async fn next(&mut self) -> Option<StoredEvent> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                if event.seq <= self.last_seq {
+                    continue;
+                }
+                self.last_seq = event.seq;
+                if event.run_id == self.run_id && event.is_terminal() {
+                    self.done = true;
+                }
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            if self.reread {
+                match self
+                    .store
+                    .events_after(self.run_id, self.last_seq, REPLAY_BATCH)
+                    .await
+                {
+                    Ok(batch) => {
+                        self.reread = batch.len() == REPLAY_BATCH as usize;
+                        self.pending.extend(batch);
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "event stream could not read the store");
+                        return None;
+                    }
+                }
+            }
+            tokio::select! {
+                received = self.live.recv() => match received {
+                    Ok(event) if event.run_id == self.run_id || event.root_id == self.run_id => {
+                        if event.seq == self.last_seq + 1 {
+                            self.pending.push_back((*event).clone());
+                        } else if event.seq > self.last_seq {
+                            self.reread = true;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(_)) => self.reread = true,
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = tokio::time::sleep(POLL_EVERY) => self.reread = true,
+                _ = self.shutdown.cancelled() => return None,
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! `POST /v1/runs`: the request body, checked and turned into a run to queue.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use crate::config::RunDefaults;
+use crate::domain::{Limits, RunId, RunSpec};
+use crate::providers::{Providers, KNOWN_PROVIDERS};
+use crate::store::NewRun;
+
+const MAX_ITERATIONS: u32 = 1_000;
+const MAX_DEPTH: u32 = 8;
+const MAX_BLOCK_TIMEOUT_S: f64 = 24.0 * 3600.0;
+const MAX_CONCURRENT_SUBCALLS: usize = 256;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRun {
+    prompt: String,
+    #[serde(default)]
+    context: Option<Box<RawValue>>,
+    provider: Option<String>,
+    model: Option<String>,
+    sub_model: Option<String>,
+    max_depth: Option<u32>,
+    max_iterations: Option<u32>,
+    system_prompt: Option<String>,
+    #[serde(default)]
+    limits: Option<LimitsInput>,
+    #[serde(default)]
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsInput {
+    block_timeout_s: Option<f64>,
+    output_chars: Option<usize>,
+    max_concurrent_subcalls: Option<usize>,
+}
+
+impl SubmitRun {
+    /// Checks every field and fills the gaps from the server's defaults.
+    pub fn into_new_run(
+        self,
+        defaults: &RunDefaults,
+        providers: &Providers,
+    ) -> Result<NewRun, ApiError> {
+        if self.prompt.trim().is_empty() {
+            return Err(ApiError::invalid("`prompt` must not be empty"));
+        }
+        let context_json = match self.context {
+            None => "\"\"".to_string(),
+            Some(raw) => {
+                let first = raw.get().trim_start().as_bytes().first().copied();
+                match first {
+                    Some(b'"' | b'[' | b'{') => raw.get().to_string(),
+                    Some(b'n') => "\"\"".to_string(),
+                    _ => {
+                        return Err(ApiError::invalid(
+                            "`context` must be a string, a list or an object",
+                        ))
+                    }
+                }
+            }
+        };
+        let provider =
+            non_empty("provider", self.provider)?.unwrap_or_else(|| defaults.provider.clone());
+        if !KNOWN_PROVIDERS.contains(&provider.as_str()) {
+            return Err(ApiError::bad_request(
+                "unknown_provider",
+                format!(
+                    "unknown provider {provider:?}; known providers: {}",
+                    KNOWN_PROVIDERS.join(", ")
+                ),
+            ));
+        }
+        let Some(default_model) = providers.default_model(&provider) else {
+            return Err(ApiError::bad_request(
+                "provider_not_configured",
+                format!("provider {provider:?} is not configured on this server (set its API key or base URL)"),
+            ));
+        };
+        let model = non_empty("model", self.model)?.unwrap_or_else(|| default_model.to_string());
+        let sub_model = non_empty("sub_model", self.sub_model)?;
+        let system_prompt = non_empty("system_prompt", self.system_prompt)?;
+        let max_iterations = self.max_iterations.unwrap_or(defaults.max_iterations);
+        if !(1..=MAX_ITERATIONS).contains(&max_iterations) {
+            return Err(ApiError::invalid(format!(
+                "`max_iterations` must be between 1 and {MAX_ITERATIONS}"
+            )));
+        }
+        let max_depth = self.max_depth.unwrap_or(1);
+        if max_depth > MAX_DEPTH {
+            return Err(ApiError::invalid(format!(
+                "`max_depth` must be between 0 and {MAX_DEPTH}"
+            )));
+        }
+        let limits = resolve_limits(self.limits.unwrap_or_default(), defaults)?;
+        let id = RunId::new();
+        Ok(NewRun {
+            id,
+            root_id: id,
+            parent_id: None,
+            depth: 0,
+            prompt: self.prompt,
+            spec: RunSpec {
+                provider,
+                model,
+                sub_model,
+                max_depth,
+                max_iterations,
+                system_prompt,
+                limits,
+                metadata: self.metadata.unwrap_or_default(),
+            },
+            context_json,
+        })
+    }
+}
+
+fn resolve_limits(input: LimitsInput, defaults: &RunDefaults) -> Result<Limits, ApiError> {
+    let block_timeout_s = input
+        .block_timeout_s
+        .unwrap_or(defaults.block_timeout.as_secs_f64());
+    if !(block_timeout_s > 0.0 && block_timeout_s <= MAX_BLOCK_TIMEOUT_S) {
+        return Err(ApiError::invalid(
+            "`limits.block_timeout_s` must be above 0 and at most 86400",
+        ));
+    }
+    let output_chars = input.output_chars.unwrap_or(defaults.output_chars);
+    if !(100..=10_000_000).contains(&output_chars) {
+        return Err(ApiError::invalid(
+            "`limits.output_chars` must be between 100 and 10000000",
+        ));
+    }
+    let max_concurrent_subcalls = input
+        .max_concurrent_subcalls
+        .unwrap_or(defaults.max_concurrent_subcalls);
+    if !(1..=MAX_CONCURRENT_SUBCALLS).contains(&max_concurrent_subcalls) {
+        return Err(ApiError::invalid(format!(
+            "`limits.max_concurrent_subcalls` must be between 1 and {MAX_CONCURRENT_SUBCALLS}"
+        )));
+    }
+    Ok(Limits {
+        block_timeout_s,
+        output_chars,
+        max_concurrent_subcalls,
+    })
+}
+
+fn non_empty(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(v) if v.trim().is_empty() => {
+            Err(ApiError::invalid(format!("`{field}` must not be empty")))
+        }
+        other => Ok(other),
+    }
+}

@@ -1,0 +1,114 @@
+//! The JSON shapes of runs and trajectories, as the API shows them.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::store::{RunRecord, StoredEvent, Trajectory};
+
+/// RFC 3339 with milliseconds, in UTC.
+pub fn timestamp(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+pub fn run(run: &RunRecord) -> Value {
+    let spec = &run.spec;
+    json!({
+        "id": run.id,
+        "status": run.status,
+        "prompt": run.prompt,
+        "provider": spec.provider,
+        "model": spec.model,
+        "sub_model": spec.sub_model,
+        "max_iterations": spec.max_iterations,
+        "max_depth": spec.max_depth,
+        "limits": spec.limits,
+        "metadata": spec.metadata,
+        "answer": run.answer,
+        "finish_reason": run.finish_reason,
+        "error": run.error,
+        "usage": run.usage,
+        "iterations": run.iterations,
+        "attempts": run.attempts,
+        "cancel_requested": run.cancel_requested,
+        "root_id": run.root_id,
+        "parent_id": run.parent_id,
+        "depth": run.depth,
+        "created_at": timestamp(run.created_at),
+        "started_at": run.started_at.map(timestamp),
+        "finished_at": run.finished_at.map(timestamp),
+    })
+}
+
+pub fn trajectory(record: &RunRecord, trajectory: &Trajectory) -> Value {
+    let iterations: Vec<Value> = trajectory
+        .iterations
+        .iter()
+        .map(|it| {
+            let blocks: Vec<Value> = trajectory
+                .code_blocks
+                .iter()
+                .filter(|b| b.iteration == it.index)
+                .map(|b| {
+                    json!({
+                        "index": b.index,
+                        "code": b.code,
+                        "stdout": b.stdout,
+                        "stderr": b.stderr,
+                        "error": b.error,
+                        "timed_out": b.timed_out,
+                        "duration_ms": b.duration_ms,
+                    })
+                })
+                .collect();
+            json!({
+                "index": it.index,
+                "reply": it.reply,
+                "model_ms": it.model_ms,
+                "exec_ms": it.exec_ms,
+                "started_at": timestamp(it.started_at),
+                "finished_at": timestamp(it.finished_at),
+                "code_blocks": blocks,
+            })
+        })
+        .collect();
+    let calls: Vec<Value> = trajectory
+        .llm_calls
+        .iter()
+        .map(|c| {
+            json!({
+                "attempt": c.attempt,
+                "iteration": c.iteration,
+                "kind": c.kind,
+                "provider": c.provider,
+                "model": c.model,
+                "prompt_chars": c.prompt_chars,
+                "reply": c.reply,
+                "input_tokens": c.input_tokens,
+                "output_tokens": c.output_tokens,
+                "cached_tokens": c.cached_tokens,
+                "latency_ms": c.latency_ms,
+                "error": c.error,
+                "created_at": timestamp(c.created_at),
+            })
+        })
+        .collect();
+    json!({
+        "run": run(record),
+        "iterations": iterations,
+        "llm_calls": calls,
+        "children": [],
+    })
+}
+
+/// An event as streamed: its place in the tree's sequence, its run and its payload.
+pub fn event(event: &StoredEvent) -> Value {
+    json!({
+        "seq": event.seq,
+        "type": event.kind,
+        "run_id": event.run_id,
+        "created_at": timestamp(event.created_at),
+        "data": event.data,
+    })
+}

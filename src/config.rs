@@ -1,0 +1,224 @@
+//! Configuration, read once from the environment (and an optional `.env`).
+//!
+//! Nothing else in the crate reads environment variables: everything the server needs is
+//! a field here, so tests build a `Config` directly and every knob is documented in
+//! `.env.sample`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A secret (an API key). `Debug` and `Display` never print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it (an HTTP header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// How to reach the OpenAI Chat Completions API or any server that speaks it.
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    pub api_key: Option<Secret>,
+    pub base_url: String,
+    pub default_model: String,
+}
+
+/// Settings shared by every provider client.
+#[derive(Debug, Clone)]
+pub struct ProviderSettings {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    /// Upper bound of one backoff wait, including a server's `Retry-After`.
+    pub max_retry_wait: Duration,
+}
+
+/// Defaults for the per-run knobs a request may override.
+#[derive(Debug, Clone)]
+pub struct RunDefaults {
+    pub provider: String,
+    pub max_iterations: u32,
+    pub block_timeout: Duration,
+    pub output_chars: usize,
+    pub max_concurrent_subcalls: usize,
+}
+
+/// Resource limits for the sandboxed REPL child.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The `rlmd` executable that is started as `rlmd repl`.
+    pub program: PathBuf,
+    /// Parent folder of each run's scratch directory.
+    pub scratch_root: PathBuf,
+    pub memory_bytes: u64,
+    pub max_file_bytes: u64,
+    pub max_open_files: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub lease_ttl: Duration,
+    pub max_attempts: u32,
+    pub poll_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub defaults: RunDefaults,
+    pub providers: ProviderSettings,
+    pub openai: OpenAiConfig,
+    pub sandbox: SandboxConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    name: String,
+    value: String,
+    reason: String,
+}
+
+impl Config {
+    /// Reads `.env` (if present, without overriding the real environment) and then the
+    /// environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Builds the configuration from a set of variables; unset ones take their default.
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Vars(vars);
+        let program = match env.get("RLM_REPL_PROGRAM") {
+            Some(path) => PathBuf::from(path),
+            None => std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rlmd")),
+        };
+        Ok(Self {
+            bind: env.parse("RLM_BIND", "127.0.0.1:8080".parse().unwrap())?,
+            database_url: env
+                .get("DATABASE_URL")
+                .unwrap_or_else(|| "sqlite://rlmd.db".into()),
+            workers: env.parse("RLM_WORKERS", 4)?,
+            max_body_bytes: env.parse("RLM_MAX_BODY_BYTES", 64 * 1024 * 1024)?,
+            lease_ttl: env.seconds("RLM_LEASE_TTL_S", 30.0)?,
+            max_attempts: env.parse("RLM_MAX_ATTEMPTS", 3)?,
+            poll_interval: env.seconds("RLM_POLL_INTERVAL_S", 1.0)?,
+            shutdown_grace: env.seconds("RLM_SHUTDOWN_GRACE_S", 20.0)?,
+            defaults: RunDefaults {
+                provider: env
+                    .get("RLM_DEFAULT_PROVIDER")
+                    .unwrap_or_else(|| "openai".into()),
+                max_iterations: env.parse("RLM_MAX_ITERATIONS", 30)?,
+                block_timeout: env.seconds("RLM_BLOCK_TIMEOUT_S", 60.0)?,
+                output_chars: env.parse("RLM_OUTPUT_CHARS", 20_000)?,
+                max_concurrent_subcalls: env.parse("RLM_MAX_CONCURRENT_SUBCALLS", 16)?,
+            },
+            providers: ProviderSettings {
+                connect_timeout: env.seconds("RLM_PROVIDER_CONNECT_TIMEOUT_S", 10.0)?,
+                request_timeout: env.seconds("RLM_PROVIDER_TIMEOUT_S", 600.0)?,
+                max_retries: env.parse("RLM_PROVIDER_MAX_RETRIES", 4)?,
+                max_retry_wait: env.seconds("RLM_PROVIDER_MAX_RETRY_WAIT_S", 60.0)?,
+            },
+            openai: OpenAiConfig {
+                api_key: env.get("OPENAI_API_KEY").map(Secret::new),
+                base_url: env
+                    .get("OPENAI_BASE_URL")
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into())
+                    .trim_end_matches('/')
+                    .to_string(),
+                default_model: env
+                    .get("RLM_OPENAI_MODEL")
+                    .unwrap_or_else(|| "gpt-4o-mini".into()),
+            },
+            sandbox: SandboxConfig {
+                program,
+                scratch_root: env
+                    .get("RLM_SCRATCH_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| std::env::temp_dir().join("rlmd")),
+                memory_bytes: env.parse::<u64>("RLM_REPL_MEMORY_MB", 4096)? * 1024 * 1024,
+                max_file_bytes: env.parse::<u64>("RLM_REPL_FILE_MB", 1024)? * 1024 * 1024,
+                max_open_files: env.parse("RLM_REPL_OPEN_FILES", 256)?,
+            },
+        })
+    }
+}
+
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    /// A variable's value; set-but-empty counts as unset, as in most `.env` files.
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|v| !v.trim().is_empty()).cloned()
+    }
+
+    fn parse<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError {
+                name: name.into(),
+                value: raw.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {
+        let secs: f64 = self.parse(name, default)?;
+        Duration::try_from_secs_f64(secs).map_err(|e| ConfigError {
+            name: name.into(),
+            value: secs.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = Config::from_vars(HashMap::new()).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://rlmd.db");
+        assert_eq!(config.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.defaults.block_timeout, Duration::from_secs(60));
+        assert!(config.openai.api_key.is_none());
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let vars = HashMap::from([("RLM_WORKERS".to_string(), "many".to_string())]);
+        let err = Config::from_vars(vars).unwrap_err().to_string();
+        assert!(err.contains("RLM_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let vars = HashMap::from([("OPENAI_API_KEY".to_string(), "sk-live-123".to_string())]);
+        let config = Config::from_vars(vars).unwrap();
+        assert!(!format!("{config:?}").contains("sk-live-123"));
+    }
+}

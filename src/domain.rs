@@ -1,0 +1,163 @@
+//! The types the layers share: what a run is, once the request has been parsed and checked.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A run's id: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(Uuid);
+
+impl RunId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            other => return Err(format!("unknown run status {other:?}")),
+        })
+    }
+}
+
+/// Per-run limits, resolved against the server's defaults at submit time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Wall-clock time one code block may compute (time spent waiting on model calls
+    /// made from the block does not count).
+    pub block_timeout_s: f64,
+    /// Characters of stdout (and of stderr) fed back to the model per block.
+    pub output_chars: usize,
+    /// How many sub-calls of one `llm_query_batched` run at once.
+    pub max_concurrent_subcalls: usize,
+}
+
+impl Limits {
+    pub fn block_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.block_timeout_s)
+    }
+}
+
+/// Everything the engine needs to know about a run besides its prompt and context.
+/// Stored as JSON beside the run, so new fields must have serde defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub provider: String,
+    pub model: String,
+    /// Model for `llm_query` and friends; the root model when absent.
+    #[serde(default)]
+    pub sub_model: Option<String>,
+    pub max_depth: u32,
+    pub max_iterations: u32,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    pub limits: Limits,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RunSpec {
+    pub fn sub_model(&self) -> &str {
+        self.sub_model.as_deref().unwrap_or(&self.model)
+    }
+}
+
+/// Why a run ended without an answer: a stable, machine-readable code plus a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunError {
+    pub code: String,
+    pub message: String,
+}
+
+impl RunError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_sort_by_creation() {
+        let first = RunId::new();
+        let second = RunId::new();
+        assert!(first.to_string() < second.to_string());
+        assert_eq!(first.to_string().parse::<RunId>().unwrap(), first);
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in [
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ] {
+            assert_eq!(status.as_str().parse::<RunStatus>().unwrap(), status);
+        }
+        assert!("done".parse::<RunStatus>().is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! What the root model reads: rlmd's system prompt, the context summary, the turn markers
+//! and the REPL output fed back after each reply.
+
+use crate::repl::ExecOutcome;
+
+/// rlmd's own system prompt. `{output_chars}` is filled in per run.
+const SYSTEM_PROMPT: &str = r#"You answer a question about a context that is too large to read directly. The context lives in a Python REPL as the variable `context`; you see only a short description of it. You work by writing Python code that rlmd runs for you.
+
+How to work:
+- Put code in fenced blocks that start with ```repl and end with ```. Every such block in your reply runs, in order, in one namespace that persists across turns. Other code fences are not run.
+- After your reply you see what each block printed (stdout and stderr, tracebacks included). Each block's output is cut after {output_chars} characters, so print summaries, counts and short slices, not whole documents. The value of a bare last expression is shown, as in a notebook.
+- Look at the context before you answer: its type, its length, its first lines, how it is structured. Then search, filter, parse and compute in code. Numbers in your answer must come from code, not from guesses.
+
+Available in the REPL:
+- `context`: the data, exactly as submitted (a str, a list or a dict).
+- `llm_query(prompt, model=None) -> str`: ask a language model one question. It can read far more than the REPL output shows you (roughly 100k tokens), so hand it large slices of the context when understanding text, not computing, is needed.
+- `llm_query_batched(prompts, model=None) -> list[str]`: many independent questions at once, answered concurrently; the replies come back in the order of the prompts. Prefer it to a loop of `llm_query` calls. A failed prompt yields a string starting with "Error:" and does not affect the others.
+- `rlm_query(prompt, model=None) -> str` and `rlm_query_batched(prompts, model=None) -> list[str]`: hand a sub-task to a helper that can itself use a REPL (a plain `llm_query` when no deeper level is allowed).
+- `SHOW_VARS()`: the variables you have defined so far.
+- `answer`: a dict `{"content": "", "ready": False}`.
+
+Finishing: when you are confident, set `answer["content"]` to your final answer (a string) and then `answer["ready"] = True` in a ```repl block. The run ends as soon as that block has run, and `answer["content"]` is returned to the user exactly as you set it, so make it the complete answer, in the form the question asks for. `FINAL_VAR("name")` (submit a variable) and `FINAL(value)` also work.
+
+Go step by step: one or two blocks per turn, read the output, then continue. Do not submit an answer you have not checked against the output."#;
+
+pub fn system_prompt(custom: Option<&str>, output_chars: usize) -> String {
+    match custom {
+        Some(text) => text.to_string(),
+        None => SYSTEM_PROMPT.replace("{output_chars}", &group_digits(output_chars)),
+    }
+}
+
+/// The first user message: what the context is (never the context itself) and the task.
+pub fn context_summary(context_json: &str, prompt: &str) -> String {
+    format!(
+        "The variable `context` holds {}.\n\nThe question to answer:\n{prompt}",
+        describe_context(context_json)
+    )
+}
+
+fn describe_context(json: &str) -> String {
+    let size = group_digits(json.len());
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::String(text)) => {
+            let chars = text.chars().count();
+            let lines = text.lines().count();
+            format!(
+                "a str of {} characters in {} lines",
+                group_digits(chars),
+                group_digits(lines)
+            )
+        }
+        Ok(serde_json::Value::Array(items)) => {
+            format!(
+                "a list of {} items (about {size} characters as JSON)",
+                group_digits(items.len())
+            )
+        }
+        Ok(serde_json::Value::Object(map)) => {
+            let keys: Vec<String> = map.keys().take(20).map(|k| format!("{k:?}")).collect();
+            let more = if map.len() > keys.len() { ", ..." } else { "" };
+            format!(
+                "a dict with {} keys ({}{more}) (about {size} characters as JSON)",
+                group_digits(map.len()),
+                keys.join(", ")
+            )
+        }
+        Ok(other) => format!("a value of JSON type {}", json_type(&other)),
+        Err(_) => format!("a value of about {size} characters"),
+    }
+}
+
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "str",
+        serde_json::Value::Array(_) => "list",
+        serde_json::Value::Object(_) => "dict",
+    }
+}
+
+/// The short marker that opens each turn.
+pub fn turn_marker(iteration: u32, max_iterations: u32) -> String {
+    if iteration == 1 {
+        format!("Turn {iteration} of {max_iterations}. You have not looked at the context yet: start by exploring it in a ```repl block.")
+    } else {
+        format!("Turn {iteration} of {max_iterations}.")
+    }
+}
+
+/// How one block's result is shown to the model.
+pub fn block_report(index: usize, total: usize, outcome: &ExecOutcome) -> String {
+    let heading = if total > 1 {
+        format!("REPL output (block {index} of {total}):")
+    } else {
+        "REPL output:".to_string()
+    };
+    let mut body = String::new();
+    if !outcome.stdout.is_empty() {
+        body.push_str(&outcome.stdout);
+    }
+    if !outcome.stderr.is_empty() {
+        if !body.is_empty() && !body.ends_with('\n') {
+            body.push('\n');
+        }
+        body.push_str(&outcome.stderr);
+    }
+    if body.trim().is_empty() {
+        body = "(no output)".into();
+    }
+    format!("{heading}\n{}", body.trim_end())
+}
+
+pub const NO_CODE_NOTICE: &str = "Your reply had no ```repl block, so nothing ran. Write code in a ```repl block, or submit your answer by setting answer[\"content\"] and answer[\"ready\"] = True in one.";
+
+pub fn repl_reset_notice(reason: &str) -> String {
+    format!("{reason}\nThe REPL was restarted: every variable you defined is gone (`context` is loaded again). Later blocks of this reply were not run.")
+}
+
+pub const FINAL_CALL: &str = "You have used all your turns. Using what you have learned so far, give your best final answer to the question now, as plain text, with no code.";
+
+fn group_digits(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_describes_the_context_without_including_it() {
+        let summary = context_summary(r#""secret line one\nline two""#, "What is it?");
+        assert!(
+            summary.contains("a str of 25 characters in 2 lines"),
+            "{summary}"
+        );
+        assert!(!summary.contains("secret"));
+        assert!(context_summary("[1,2,3]", "q").contains("a list of 3 items"));
+        assert!(context_summary(r#"{"a":1}"#, "q").contains(r#"a dict with 1 keys ("a")"#));
+    }
+
+    #[test]
+    fn digits_are_grouped() {
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(20_000), "20,000");
+        assert_eq!(group_digits(1_234_567), "1,234,567");
+    }
+}

@@ -1,0 +1,109 @@
+//! The run's REPL, started early and restarted (with a fresh namespace) after a timeout or
+//! a crash.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+
+use crate::config::SandboxConfig;
+use crate::repl::{ExecOutcome, Host, ReplError, ReplProcess};
+
+pub struct ReplSlot {
+    config: Arc<SandboxConfig>,
+    run_dir: PathBuf,
+    context: Box<RawValue>,
+    process: Option<ReplProcess>,
+    /// The start failure, kept so that each block reports it instead of retrying forever.
+    start_error: Option<String>,
+}
+
+impl ReplSlot {
+    pub fn new(config: Arc<SandboxConfig>, run_dir: PathBuf, context: Box<RawValue>) -> Self {
+        Self {
+            config,
+            run_dir,
+            context,
+            process: None,
+            start_error: None,
+        }
+    }
+
+    /// Starts the child now, so Python boots while the caller does something else.
+    pub fn start(&mut self) {
+        if self.process.is_some() {
+            return;
+        }
+        let workdir = self.run_dir.join("work");
+        let stderr_log = self.run_dir.join("repl-stderr.log");
+        match ReplProcess::spawn(&self.config, &workdir, &stderr_log) {
+            Ok(process) => {
+                self.process = Some(process);
+                self.start_error = None;
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not start the REPL");
+                self.start_error = Some(error.to_string());
+            }
+        }
+    }
+
+    async fn ready(&mut self) -> Result<&mut ReplProcess, ReplError> {
+        self.start();
+        let Some(process) = self.process.as_mut() else {
+            let why = self.start_error.clone().unwrap_or_default();
+            return Err(ReplError::Spawn(std::io::Error::other(why)));
+        };
+        if !process.is_initialized() {
+            if let Err(error) = process.init(&self.context).await {
+                self.process = None;
+                return Err(error);
+            }
+        }
+        Ok(self.process.as_mut().expect("just checked"))
+    }
+
+    pub async fn exec(
+        &mut self,
+        code: &str,
+        output_chars: usize,
+        timeout: Duration,
+        host: &impl Host,
+    ) -> Result<ExecOutcome, ReplError> {
+        self.ready()
+            .await?
+            .exec(code, output_chars, timeout, host)
+            .await
+    }
+
+    pub async fn resolve(&mut self, name: &str) -> Result<Option<String>, ReplError> {
+        self.ready().await?.resolve(name).await
+    }
+
+    /// Kills the current child; the next block gets a fresh one.
+    pub async fn reset(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await;
+        }
+        self.start();
+    }
+
+    /// Kills the child and removes the run's scratch directory.
+    pub async fn shutdown(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await;
+        }
+        let _ = tokio::fs::remove_dir_all(&self.run_dir).await;
+    }
+}
+
+impl Drop for ReplSlot {
+    fn drop(&mut self) {
+        // Dropped without shutdown (the run was cancelled): the process kills itself on
+        // drop; the scratch directory must go too.
+        if self.process.take().is_some() || self.run_dir.exists() {
+            let _ = std::fs::remove_dir_all(&self.run_dir);
+        }
+    }
+}

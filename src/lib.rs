@@ -1,0 +1,13 @@
+//! rlmd: Recursive Language Model tasks as durable jobs behind an HTTP API.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod events;
+pub mod providers;
+pub mod repl;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,196 @@
+//! Model providers: one client per API family behind the `ChatModel` trait.
+
+mod openai;
+mod retry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+
+use crate::config::Config;
+pub use openai::OpenAiClient;
+pub use retry::RetryPolicy;
+
+/// Every provider name a request may use.
+pub const KNOWN_PROVIDERS: &[&str] = &[
+    "openai",
+    "azure_openai",
+    "anthropic",
+    "gemini",
+    "openrouter",
+    "portkey",
+    "litellm",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
+    }
+}
+
+/// Characters of all messages: the "prompt size" recorded per call.
+pub fn prompt_chars(messages: &[Message]) -> usize {
+    messages.iter().map(|m| m.content.chars().count()).sum()
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ChatRequest<'a> {
+    pub model: &'a str,
+    pub messages: &'a [Message],
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TokenUsage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub text: String,
+    pub usage: TokenUsage,
+    pub finish_reason: Option<String>,
+}
+
+/// A failed model call. Messages never carry the API key (see `redact`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{provider} answered HTTP {status}: {message}")]
+    Status {
+        provider: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{provider} did not answer in time")]
+    Timeout { provider: String },
+    #[error("could not reach {provider}: {message}")]
+    Transport { provider: String, message: String },
+    #[error("{provider} sent a malformed response (HTTP {status}): {excerpt}")]
+    Malformed {
+        provider: String,
+        status: u16,
+        excerpt: String,
+    },
+    #[error("{provider} returned no content (finish_reason: {reason})")]
+    Empty { provider: String, reason: String },
+}
+
+/// A chat model API. Implementations retry transient failures themselves.
+pub trait ChatModel: Send + Sync {
+    fn complete<'a>(
+        &'a self,
+        request: ChatRequest<'a>,
+    ) -> BoxFuture<'a, Result<Completion, ProviderError>>;
+}
+
+/// The configured provider clients, by name, with each one's default model.
+#[derive(Clone, Default)]
+pub struct Providers {
+    clients: HashMap<String, (Arc<dyn ChatModel>, String)>,
+}
+
+impl Providers {
+    pub fn from_config(config: &Config) -> Result<Self, reqwest::Error> {
+        let mut providers = Self::default();
+        let openai = &config.openai;
+        // A local OpenAI-compatible server needs no key, only its base URL.
+        let openai_usable = openai.api_key.is_some() || !openai.base_url.contains("api.openai.com");
+        if openai_usable {
+            let client = OpenAiClient::new(
+                "openai",
+                &openai.base_url,
+                openai.api_key.clone(),
+                &config.providers,
+            )?;
+            providers.insert("openai", Arc::new(client), &openai.default_model);
+        }
+        Ok(providers)
+    }
+
+    pub fn insert(&mut self, name: &str, client: Arc<dyn ChatModel>, default_model: &str) {
+        self.clients
+            .insert(name.to_string(), (client, default_model.to_string()));
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn ChatModel>> {
+        self.clients.get(name).map(|(client, _)| client.clone())
+    }
+
+    pub fn default_model(&self, name: &str) -> Option<&str> {
+        self.clients.get(name).map(|(_, model)| model.as_str())
+    }
+}
+
+/// Cuts a provider's error text to a readable excerpt and removes anything key-like.
+pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {
+    let mut out: String = text.chars().take(500).collect();
+    if let Some(secret) = secret.filter(|s| s.len() >= 4) {
+        out = out.replace(secret, "[redacted]");
+    }
+    // Providers echo masked keys ("Incorrect API key provided: sk-ab***yz"): drop them too.
+    out.split(' ')
+        .map(|word| {
+            let bare = word.trim_matches(|c: char| {
+                !c.is_ascii_alphanumeric() && c != '-' && c != '_' && c != '*'
+            });
+            if bare.starts_with("sk-") || bare.starts_with("sk_") {
+                word.replace(bare, "[redacted]")
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_removes_the_key_and_masked_keys() {
+        let text = "Incorrect API key provided: sk-proj-ab***yz. You can find your key at ...";
+        let out = redact(text, Some("sk-proj-abcdefxyz"));
+        assert!(!out.contains("sk-"), "{out}");
+        assert!(
+            out.starts_with("Incorrect API key provided: [redacted]"),
+            "{out}"
+        );
+        assert_eq!(
+            redact("token secret123 leaked", Some("secret123")),
+            "token [redacted] leaked"
+        );
+    }
+}

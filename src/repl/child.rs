@@ -1,0 +1,166 @@
+//! `rlmd repl`: the sandboxed child. It embeds CPython, loads the prelude and serves the
+//! parent's requests over the pipe (its stdin and stdout) until the pipe closes.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::{Mutex, OnceLock};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+use super::protocol::{read_frame_sync, write_frame_sync, ExecOutcome, FromChild, ToChild};
+
+const PRELUDE: &str = include_str!("prelude.py");
+
+struct Pipe {
+    from_parent: File,
+    to_parent: File,
+}
+
+impl Pipe {
+    fn send(&mut self, message: &FromChild) -> io::Result<()> {
+        let payload = serde_json::to_vec(message).map_err(io::Error::other)?;
+        write_frame_sync(&mut self.to_parent, &payload)
+    }
+
+    fn receive(&mut self) -> io::Result<ToChild> {
+        let payload = read_frame_sync(&mut self.from_parent)?;
+        serde_json::from_slice(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+static PIPE: OnceLock<Mutex<Pipe>> = OnceLock::new();
+
+fn pipe() -> std::sync::MutexGuard<'static, Pipe> {
+    PIPE.get()
+        .expect("pipe is set before Python starts")
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs the child until the parent closes the pipe. Returns the process exit code.
+pub fn run() -> i32 {
+    let pipe = match take_pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            eprintln!("rlmd repl: cannot set up the pipe: {e}");
+            return 2;
+        }
+    };
+    let _ = PIPE.set(Mutex::new(pipe));
+    pyo3::prepare_freethreaded_python();
+    match Python::with_gil(serve) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("rlmd repl: {e}");
+            3
+        }
+    }
+}
+
+/// Moves the pipe off fds 0 and 1 and points those at /dev/null, so that a C extension or
+/// `os.system` writing to fd 1 cannot corrupt the protocol.
+fn take_pipe() -> io::Result<Pipe> {
+    fn dup(fd: RawFd) -> io::Result<RawFd> {
+        // SAFETY: dup on an fd we own; the result is checked.
+        let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if new < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(new)
+        }
+    }
+    let from_parent = dup(0)?;
+    let to_parent = dup(1)?;
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    use std::os::fd::AsRawFd;
+    for target in [0, 1] {
+        // SAFETY: replacing stdin/stdout with /dev/null; both fds are valid.
+        if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: both fds were just created by dup and are owned by nothing else.
+    Ok(unsafe {
+        Pipe {
+            from_parent: File::from_raw_fd(from_parent),
+            to_parent: File::from_raw_fd(to_parent),
+        }
+    })
+}
+
+fn serve(py: Python<'_>) -> PyResult<()> {
+    let source = CString::new(PRELUDE).expect("prelude has no NUL");
+    let prelude = PyModule::from_code(py, &source, c"rlmd_prelude.py", c"rlmd_prelude")?;
+    prelude.setattr("_host", wrap_pyfunction!(host_call, &prelude)?)?;
+    send(&FromChild::Ready {
+        python: py
+            .version()
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string(),
+    })?;
+    loop {
+        let message = match py.allow_threads(|| pipe().receive()) {
+            Ok(message) => message,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(PyRuntimeError::new_err(format!("pipe: {e}"))),
+        };
+        let reply = match message {
+            ToChild::Init => {
+                let context = py.allow_threads(|| read_frame_sync(&mut pipe().from_parent));
+                let context = context
+                    .and_then(|bytes| String::from_utf8(bytes).map_err(io::Error::other))
+                    .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))?;
+                prelude.getattr("init")?.call1((context,))?;
+                FromChild::Initialized
+            }
+            ToChild::Exec { code, output_chars } => {
+                let (stdout, stderr, error, answer) = prelude
+                    .getattr("run_block")?
+                    .call1((code, output_chars))?
+                    .extract()?;
+                FromChild::ExecDone(ExecOutcome {
+                    stdout,
+                    stderr,
+                    error,
+                    answer,
+                })
+            }
+            ToChild::Resolve { name } => FromChild::Resolved {
+                value: prelude.getattr("resolve")?.call1((name,))?.extract()?,
+            },
+            ToChild::HostReply { .. } => {
+                return Err(PyRuntimeError::new_err(
+                    "host reply with no call outstanding",
+                ))
+            }
+        };
+        send(&reply)?;
+    }
+}
+
+fn send(message: &FromChild) -> PyResult<()> {
+    pipe()
+        .send(message)
+        .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))
+}
+
+/// Called by the prelude for every model call: forwards the request to the parent and
+/// blocks (without the GIL) until the parent's reply arrives.
+#[pyfunction]
+#[pyo3(name = "_host")]
+fn host_call(py: Python<'_>, request: String) -> PyResult<String> {
+    py.allow_threads(|| {
+        let mut pipe = pipe();
+        let framed = format!(r#"{{"type":"host_call","call":{request}}}"#);
+        write_frame_sync(&mut pipe.to_parent, framed.as_bytes())?;
+        let reply = read_frame_sync(&mut pipe.from_parent)?;
+        String::from_utf8(reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    })
+    .map_err(|e: io::Error| PyRuntimeError::new_err(format!("lost the connection to rlmd: {e}")))
+}

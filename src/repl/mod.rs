@@ -1,0 +1,10 @@
+//! The sandboxed Python REPL: a child process (`rlmd repl`) embedding CPython, driven over
+//! a pipe. `process` is the server's side, `child` the child's, `protocol` the wire between.
+
+pub mod child;
+mod process;
+pub mod protocol;
+mod sandbox;
+
+pub use process::{Host, ReplError, ReplProcess};
+pub use protocol::{ExecOutcome, HostCall};

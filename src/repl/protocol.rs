@@ -1,0 +1,145 @@
+//! The pipe between the server and a REPL child: frames of a 4-byte big-endian length and
+//! a JSON message. The parent drives; the child answers, and while it runs a block it may
+//! ask the parent to make model calls (`HostCall`), each answered by one `HostReply`.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Refuse frames above this size: a corrupt length must not allocate without bound.
+pub const MAX_FRAME_BYTES: usize = 1 << 30;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToChild {
+    /// Build a fresh namespace around the context. The next frame is the context itself,
+    /// raw JSON exactly as submitted (it may be tens of megabytes: it is never re-encoded).
+    Init,
+    Exec {
+        code: String,
+        output_chars: usize,
+    },
+    HostReply {
+        ok: bool,
+        value: serde_json::Value,
+    },
+    /// The value of a variable, as text (for `FINAL_VAR(name)` written in a reply).
+    Resolve {
+        name: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromChild {
+    Ready { python: String },
+    Initialized,
+    HostCall { call: HostCall },
+    ExecDone(ExecOutcome),
+    Resolved { value: Option<String> },
+}
+
+/// A model call asked for by code in the REPL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "fn", rename_all = "snake_case")]
+pub enum HostCall {
+    LlmQuery {
+        prompt: String,
+        model: Option<String>,
+    },
+    LlmQueryBatched {
+        prompts: Vec<String>,
+        model: Option<String>,
+    },
+    RlmQuery {
+        prompt: String,
+        model: Option<String>,
+    },
+    RlmQueryBatched {
+        prompts: Vec<String>,
+        model: Option<String>,
+    },
+}
+
+/// What one block did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecOutcome {
+    pub stdout: String,
+    pub stderr: String,
+    /// `ExcType: message` when the block raised.
+    pub error: Option<String>,
+    /// The submitted answer, once `answer["ready"]` is true (or `FINAL` was called).
+    pub answer: Option<String>,
+}
+
+pub fn write_frame_sync(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    w.write_all(&(payload.len() as u32).to_be_bytes())?;
+    w.write_all(payload)?;
+    w.flush()
+}
+
+pub fn read_frame_sync(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = checked_len(len)?;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok(payload)
+}
+
+pub async fn write_frame(w: &mut (impl AsyncWrite + Unpin), payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(payload).await?;
+    w.flush().await
+}
+
+pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = checked_len(len)?;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    Ok(payload)
+}
+
+fn checked_len(len: [u8; 4]) -> io::Result<usize> {
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    Ok(len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut buf = Vec::new();
+        write_frame_sync(&mut buf, br#"{"type":"initialized"}"#).unwrap();
+        let payload = read_frame_sync(&mut buf.as_slice()).unwrap();
+        let msg: FromChild = serde_json::from_slice(&payload).unwrap();
+        assert!(matches!(msg, FromChild::Initialized));
+    }
+
+    #[test]
+    fn host_calls_have_a_stable_wire_shape() {
+        let call: HostCall =
+            serde_json::from_str(r#"{"fn":"llm_query_batched","prompts":["a","b"],"model":null}"#)
+                .unwrap();
+        assert_eq!(
+            call,
+            HostCall::LlmQueryBatched {
+                prompts: vec!["a".into(), "b".into()],
+                model: None
+            }
+        );
+    }
+}

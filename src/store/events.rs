@@ -1,0 +1,106 @@
+//! Progress events. Each tree of runs numbers its events 1, 2, 3, … so that a stream can
+//! resume from the last number it saw (`Last-Event-ID`) without a gap.
+
+use serde_json::Value;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
+
+use super::runs::parse_id;
+use super::{now_ms, Store, StoreError, StoreResult};
+use crate::domain::RunId;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub root_id: RunId,
+    pub run_id: RunId,
+    pub seq: i64,
+    pub kind: String,
+    pub data: Value,
+    pub created_at: i64,
+}
+
+impl StoredEvent {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "run.succeeded" | "run.failed" | "run.cancelled"
+        )
+    }
+}
+
+/// Appends an event. The sequence number is taken inside the insert itself, so concurrent
+/// writers (a run and its children) can never take the same one, and every number below a
+/// committed one is committed too.
+pub(super) async fn insert(
+    conn: &mut SqliteConnection,
+    root_id: RunId,
+    run_id: RunId,
+    kind: &str,
+    data: &Value,
+) -> StoreResult<StoredEvent> {
+    let created_at = now_ms();
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO events (root_id, seq, run_id, type, data, created_at) \
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE root_id = ?1), ?2, ?3, ?4, ?5) \
+         RETURNING seq",
+    )
+    .bind(root_id.to_string())
+    .bind(run_id.to_string())
+    .bind(kind)
+    .bind(data.to_string())
+    .bind(created_at)
+    .fetch_one(conn)
+    .await?;
+    Ok(StoredEvent {
+        root_id,
+        run_id,
+        seq,
+        kind: kind.to_string(),
+        data: data.clone(),
+        created_at,
+    })
+}
+
+impl Store {
+    pub async fn append_event(
+        &self,
+        root_id: RunId,
+        run_id: RunId,
+        kind: &str,
+        data: &Value,
+    ) -> StoreResult<StoredEvent> {
+        let mut conn = self.pool.acquire().await?;
+        insert(&mut conn, root_id, run_id, kind, data).await
+    }
+
+    /// Events of a run after `after_seq`, in order: for a root, those of its whole tree.
+    pub async fn events_after(
+        &self,
+        run_id: RunId,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT root_id, run_id, seq, type, data, created_at FROM events \
+             WHERE (root_id = ?1 OR run_id = ?1) AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(run_id.to_string())
+        .bind(after_seq)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+fn event_from_row(row: &SqliteRow) -> StoreResult<StoredEvent> {
+    let data: String = row.try_get("data")?;
+    Ok(StoredEvent {
+        root_id: parse_id(row.try_get("root_id")?)?,
+        run_id: parse_id(row.try_get("run_id")?)?,
+        seq: row.try_get("seq")?,
+        kind: row.try_get("type")?,
+        data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: row.try_get("created_at")?,
+    })
+}

@@ -1,0 +1,249 @@
+//! What a worker does to a job: claim it, keep its lease alive, finish it or hand it back.
+//! Every change after the claim is fenced by the lease owner and checks the rows it touched,
+//! so a worker that lost its lease can never overwrite the work of the one that took over.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sqlx::Row;
+
+use super::events::{self, StoredEvent};
+use super::runs::{parse_id, RunRecord};
+use super::{now_ms, Store, StoreError, StoreResult};
+use crate::domain::{RunError, RunId, RunStatus};
+
+pub struct ClaimedRun {
+    pub run: RunRecord,
+    /// 1 for the first try; more when an earlier worker died holding the run.
+    pub attempt: u32,
+    pub started: StoredEvent,
+}
+
+pub enum LeaseState {
+    Held { cancel_requested: bool },
+    Lost,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Succeeded {
+        answer: String,
+        finish_reason: String,
+    },
+    Failed {
+        error: RunError,
+        partial_answer: Option<String>,
+    },
+    Cancelled,
+}
+
+impl Finish {
+    fn status(&self) -> RunStatus {
+        match self {
+            Self::Succeeded { .. } => RunStatus::Succeeded,
+            Self::Failed { .. } => RunStatus::Failed,
+            Self::Cancelled => RunStatus::Cancelled,
+        }
+    }
+}
+
+impl Store {
+    /// Atomically takes the oldest claimable run: a queued one, or a running one whose
+    /// worker's lease ran out (and that has tries left).
+    pub async fn claim_run(
+        &self,
+        owner: &str,
+        ttl: Duration,
+        max_attempts: u32,
+    ) -> StoreResult<Option<ClaimedRun>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE runs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, \
+                 attempts = attempts + 1, started_at = COALESCE(started_at, ?3) \
+             WHERE id = (SELECT id FROM runs \
+                         WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at < ?3)) \
+                           AND attempts < ?4 AND cancel_requested = 0 \
+                         ORDER BY id LIMIT 1) \
+             RETURNING id, root_id, attempts",
+        )
+        .bind(owner)
+        .bind(now + ttl.as_millis() as i64)
+        .bind(now)
+        .bind(max_attempts as i64)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = claimed else {
+            return Ok(None);
+        };
+        let id = parse_id(row.try_get("id")?)?;
+        let root_id = parse_id(row.try_get("root_id")?)?;
+        let attempt = row.try_get::<i64, _>("attempts")? as u32;
+        if attempt > 1 {
+            // A retry starts over: the dead attempt's partial trajectory would mislead.
+            // Its model calls stay, because they were paid for.
+            for table in ["code_blocks", "iterations"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?"))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let data = json!({"status": "running", "attempt": attempt});
+        let started = events::insert(&mut tx, root_id, id, "run.started", &data).await?;
+        tx.commit().await?;
+        let run = self
+            .get_run(id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("claimed run {id} vanished")))?;
+        Ok(Some(ClaimedRun {
+            run,
+            attempt,
+            started,
+        }))
+    }
+
+    pub async fn renew_lease(
+        &self,
+        id: RunId,
+        owner: &str,
+        ttl: Duration,
+    ) -> StoreResult<LeaseState> {
+        let row = sqlx::query(
+            "UPDATE runs SET lease_expires_at = ? \
+             WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING cancel_requested",
+        )
+        .bind(now_ms() + ttl.as_millis() as i64)
+        .bind(id.to_string())
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => LeaseState::Lost,
+            Some(row) => LeaseState::Held {
+                cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+            },
+        })
+    }
+
+    /// Records how a run ended, with its terminal event, if this worker still holds it.
+    pub async fn finish_run(
+        &self,
+        id: RunId,
+        root_id: RunId,
+        owner: &str,
+        finish: &Finish,
+    ) -> StoreResult<Option<StoredEvent>> {
+        let status = finish.status();
+        let (answer, finish_reason, error) = match finish {
+            Finish::Succeeded {
+                answer,
+                finish_reason,
+            } => (Some(answer.clone()), Some(finish_reason.clone()), None),
+            Finish::Failed {
+                error,
+                partial_answer,
+            } => (partial_answer.clone(), None, Some(error.clone())),
+            Finish::Cancelled => (
+                None,
+                None,
+                Some(RunError::new("cancelled", "the run was cancelled")),
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET status = ?, answer = ?, finish_reason = ?, error_code = ?, \
+                 error_message = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(&answer)
+        .bind(&finish_reason)
+        .bind(error.as_ref().map(|e| e.code.as_str()))
+        .bind(error.as_ref().map(|e| e.message.as_str()))
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Ok(None);
+        }
+        let data = json!({
+            "status": status.as_str(),
+            "answer": answer,
+            "finish_reason": finish_reason,
+            "error": error,
+        });
+        let kind = format!("run.{}", status.as_str());
+        let event = events::insert(&mut tx, root_id, id, &kind, &data).await?;
+        tx.commit().await?;
+        Ok(Some(event))
+    }
+
+    /// Hands a run back to the queue (on shutdown). The try does not count against it.
+    pub async fn requeue_run(
+        &self,
+        id: RunId,
+        root_id: RunId,
+        owner: &str,
+    ) -> StoreResult<Option<StoredEvent>> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+                 attempts = MAX(attempts - 1, 0) \
+             WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        )
+        .bind(id.to_string())
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Ok(None);
+        }
+        let data = json!({"status": "queued", "reason": "server shutting down"});
+        let event = events::insert(&mut tx, root_id, id, "run.requeued", &data).await?;
+        tx.commit().await?;
+        Ok(Some(event))
+    }
+
+    /// Ends runs whose worker died and that may not be tried again: those out of tries
+    /// fail, those whose cancel was asked for are cancelled.
+    pub async fn reap_abandoned(&self, max_attempts: u32) -> StoreResult<Vec<StoredEvent>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "UPDATE runs SET \
+                 status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'failed' END, \
+                 error_code = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'worker_lost' END, \
+                 error_message = CASE WHEN cancel_requested = 1 THEN 'the run was cancelled' \
+                     ELSE 'the worker running this run stopped responding too many times' END, \
+                 finished_at = ?1, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE status = 'running' AND lease_expires_at < ?1 \
+               AND (attempts >= ?2 OR cancel_requested = 1) \
+             RETURNING id, root_id, status, error_code, error_message",
+        )
+        .bind(now)
+        .bind(max_attempts as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut reaped = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = parse_id(row.try_get("id")?)?;
+            let root_id = parse_id(row.try_get("root_id")?)?;
+            let status: String = row.try_get("status")?;
+            let error = RunError {
+                code: row.try_get("error_code")?,
+                message: row.try_get("error_message")?,
+            };
+            let data = json!({"status": status, "answer": null, "error": error});
+            let kind = format!("run.{status}");
+            reaped.push(events::insert(&mut tx, root_id, id, &kind, &data).await?);
+        }
+        tx.commit().await?;
+        Ok(reaped)
+    }
+}

@@ -1,0 +1,216 @@
+//! Submitting, reading, listing and cancelling runs.
+
+use serde_json::json;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::events::{self, StoredEvent};
+use super::{json_text, now_ms, Store, StoreError, StoreResult};
+use crate::domain::{RunError, RunId, RunSpec, RunStatus};
+
+/// A run about to be queued.
+pub struct NewRun {
+    pub id: RunId,
+    pub root_id: RunId,
+    pub parent_id: Option<RunId>,
+    pub depth: u32,
+    pub prompt: String,
+    pub spec: RunSpec,
+    /// The context exactly as submitted, as JSON text.
+    pub context_json: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Usage {
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub llm_calls: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub root_id: RunId,
+    pub parent_id: Option<RunId>,
+    pub depth: u32,
+    pub status: RunStatus,
+    pub prompt: String,
+    pub spec: RunSpec,
+    pub answer: Option<String>,
+    pub finish_reason: Option<String>,
+    pub error: Option<RunError>,
+    pub attempts: u32,
+    pub cancel_requested: bool,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub usage: Usage,
+    pub iterations: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<RunStatus>,
+    /// Only runs created before this one (the page cursor).
+    pub before: Option<RunId>,
+    pub limit: u32,
+}
+
+pub enum CancelOutcome {
+    NotFound,
+    /// The run was still queued: it is now cancelled, and this is its terminal event.
+    CancelledQueued(StoredEvent),
+    /// The run is running: its worker has been asked to stop it.
+    Requested,
+    AlreadyFinished(RunStatus),
+}
+
+// Usage is summed from the calls themselves, so it can never drift from them.
+const RUN_COLUMNS: &str = "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
+    r.answer, r.finish_reason, r.error_code, r.error_message, r.attempts, r.cancel_requested, \
+    r.created_at, r.started_at, r.finished_at, \
+    (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
+    (SELECT SUM(input_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS input_tokens, \
+    (SELECT SUM(output_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS output_tokens, \
+    (SELECT SUM(cached_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS cached_tokens, \
+    (SELECT COUNT(*) FROM llm_calls c WHERE c.run_id = r.id) AS llm_calls";
+
+impl Store {
+    /// Stores a run as `queued`, with its context and its first event, in one transaction.
+    pub async fn insert_run(&self, run: &NewRun) -> StoreResult<StoredEvent> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at) \
+             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+        )
+        .bind(run.id.to_string())
+        .bind(run.root_id.to_string())
+        .bind(run.parent_id.map(|p| p.to_string()))
+        .bind(run.depth as i64)
+        .bind(&run.prompt)
+        .bind(json_text(&run.spec))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES (?, ?)")
+            .bind(run.id.to_string())
+            .bind(&run.context_json)
+            .execute(&mut *tx)
+            .await?;
+        let data = json!({"status": "queued", "depth": run.depth});
+        let event = events::insert(&mut tx, run.root_id, run.id, "run.queued", &data).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    pub async fn get_run(&self, id: RunId) -> StoreResult<Option<RunRecord>> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    /// Root runs, newest first.
+    pub async fn list_runs(&self, filter: &ListFilter) -> StoreResult<Vec<RunRecord>> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs r \
+             WHERE r.parent_id IS NULL AND (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.id < ?2) \
+             ORDER BY r.id DESC LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.status.map(RunStatus::as_str))
+            .bind(filter.before.map(|id| id.to_string()))
+            .bind(filter.limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// The context of a run, as the JSON text it was submitted as.
+    pub async fn load_context(&self, id: RunId) -> StoreResult<String> {
+        let context: Option<String> =
+            sqlx::query_scalar("SELECT context FROM run_contexts WHERE run_id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(context.unwrap_or_else(|| "\"\"".into()))
+    }
+
+    pub async fn request_cancel(&self, id: RunId) -> StoreResult<CancelOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let cancelled_queued = sqlx::query(
+            "UPDATE runs SET status = 'cancelled', finished_at = ?, cancel_requested = 1, \
+             error_code = 'cancelled', error_message = 'cancelled before it started' \
+             WHERE id = ? AND status = 'queued' RETURNING root_id",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = cancelled_queued {
+            let root_id = parse_id(row.try_get("root_id")?)?;
+            let data = json!({"status": "cancelled"});
+            let event = events::insert(&mut tx, root_id, id, "run.cancelled", &data).await?;
+            tx.commit().await?;
+            return Ok(CancelOutcome::CancelledQueued(event));
+        }
+        let requested =
+            sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status = 'running'")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        if requested == 1 {
+            return Ok(CancelOutcome::Requested);
+        }
+        Ok(match self.get_run(id).await? {
+            None => CancelOutcome::NotFound,
+            Some(run) => CancelOutcome::AlreadyFinished(run.status),
+        })
+    }
+}
+
+pub(super) fn parse_id(text: String) -> StoreResult<RunId> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("bad run id {text:?}")))
+}
+
+fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
+    let status: String = row.try_get("status")?;
+    let spec: String = row.try_get("spec")?;
+    let error_code: Option<String> = row.try_get("error_code")?;
+    let error_message: Option<String> = row.try_get("error_message")?;
+    let parent: Option<String> = row.try_get("parent_id")?;
+    Ok(RunRecord {
+        id: parse_id(row.try_get("id")?)?,
+        root_id: parse_id(row.try_get("root_id")?)?,
+        parent_id: parent.map(parse_id).transpose()?,
+        depth: row.try_get::<i64, _>("depth")? as u32,
+        status: status.parse().map_err(StoreError::Corrupt)?,
+        prompt: row.try_get("prompt")?,
+        spec: serde_json::from_str(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        answer: row.try_get("answer")?,
+        finish_reason: row.try_get("finish_reason")?,
+        error: error_code.map(|code| RunError {
+            code,
+            message: error_message.unwrap_or_default(),
+        }),
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        iterations: row.try_get("iteration_count")?,
+        usage: Usage {
+            input_tokens: row.try_get::<Option<i64>, _>("input_tokens")?.unwrap_or(0),
+            output_tokens: row.try_get::<Option<i64>, _>("output_tokens")?.unwrap_or(0),
+            cached_tokens: row.try_get::<Option<i64>, _>("cached_tokens")?.unwrap_or(0),
+            llm_calls: row.try_get::<Option<i64>, _>("llm_calls")?.unwrap_or(0),
+        },
+    })
+}

@@ -1,0 +1,215 @@
+//! The record of what a run did: iterations, the code blocks each ran, every model call.
+
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{now_ms, Store, StoreResult};
+use crate::domain::RunId;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IterationRecord {
+    pub index: u32,
+    pub reply: String,
+    pub model_ms: i64,
+    pub exec_ms: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeBlockRecord {
+    pub iteration: u32,
+    pub index: u32,
+    pub code: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub error: Option<String>,
+    pub timed_out: bool,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmCallRecord {
+    pub attempt: u32,
+    pub iteration: Option<u32>,
+    /// `root` (a turn of the root model), `sub` (from code) or `final` (out of iterations).
+    pub kind: String,
+    pub provider: String,
+    pub model: String,
+    pub prompt_chars: i64,
+    pub reply: Option<String>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub created_at: i64,
+}
+
+/// Everything stored about one run's work, in order.
+pub struct Trajectory {
+    pub iterations: Vec<IterationRecord>,
+    pub code_blocks: Vec<CodeBlockRecord>,
+    pub llm_calls: Vec<LlmCallRecord>,
+}
+
+impl Store {
+    pub async fn insert_iteration(&self, run_id: RunId, it: &IterationRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO iterations (run_id, idx, reply, model_ms, exec_ms, started_at, finished_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_id.to_string())
+        .bind(it.index as i64)
+        .bind(&it.reply)
+        .bind(it.model_ms)
+        .bind(it.exec_ms)
+        .bind(it.started_at)
+        .bind(it.finished_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_code_block(
+        &self,
+        run_id: RunId,
+        block: &CodeBlockRecord,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO code_blocks (run_id, iteration, idx, code, stdout, stderr, error, timed_out, duration_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_id.to_string())
+        .bind(block.iteration as i64)
+        .bind(block.index as i64)
+        .bind(&block.code)
+        .bind(&block.stdout)
+        .bind(&block.stderr)
+        .bind(&block.error)
+        .bind(block.timed_out)
+        .bind(block.duration_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores model calls; a batch of sub-calls goes in one transaction.
+    pub async fn insert_llm_calls(
+        &self,
+        run_id: RunId,
+        calls: &[LlmCallRecord],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for call in calls {
+            sqlx::query(
+                "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
+                     reply, input_tokens, output_tokens, cached_tokens, latency_ms, error, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(run_id.to_string())
+            .bind(call.attempt as i64)
+            .bind(call.iteration.map(i64::from))
+            .bind(&call.kind)
+            .bind(&call.provider)
+            .bind(&call.model)
+            .bind(call.prompt_chars)
+            .bind(&call.reply)
+            .bind(call.input_tokens)
+            .bind(call.output_tokens)
+            .bind(call.cached_tokens)
+            .bind(call.latency_ms)
+            .bind(&call.error)
+            .bind(if call.created_at > 0 { call.created_at } else { now_ms() })
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn load_trajectory(&self, run_id: RunId) -> StoreResult<Trajectory> {
+        let id = run_id.to_string();
+        let iterations = sqlx::query(
+            "SELECT idx, reply, model_ms, exec_ms, started_at, finished_at FROM iterations \
+             WHERE run_id = ? ORDER BY idx",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(iteration_from_row)
+        .collect::<Result<_, _>>()?;
+        let code_blocks = sqlx::query(
+            "SELECT iteration, idx, code, stdout, stderr, error, timed_out, duration_ms \
+             FROM code_blocks WHERE run_id = ? ORDER BY iteration, idx",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(code_block_from_row)
+        .collect::<Result<_, _>>()?;
+        let llm_calls = sqlx::query(
+            "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
+                 output_tokens, cached_tokens, latency_ms, error, created_at \
+             FROM llm_calls WHERE run_id = ? ORDER BY id",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(llm_call_from_row)
+        .collect::<Result<_, _>>()?;
+        Ok(Trajectory {
+            iterations,
+            code_blocks,
+            llm_calls,
+        })
+    }
+}
+
+fn iteration_from_row(row: &SqliteRow) -> Result<IterationRecord, sqlx::Error> {
+    Ok(IterationRecord {
+        index: row.try_get::<i64, _>("idx")? as u32,
+        reply: row.try_get("reply")?,
+        model_ms: row.try_get("model_ms")?,
+        exec_ms: row.try_get("exec_ms")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn code_block_from_row(row: &SqliteRow) -> Result<CodeBlockRecord, sqlx::Error> {
+    Ok(CodeBlockRecord {
+        iteration: row.try_get::<i64, _>("iteration")? as u32,
+        index: row.try_get::<i64, _>("idx")? as u32,
+        code: row.try_get("code")?,
+        stdout: row.try_get("stdout")?,
+        stderr: row.try_get("stderr")?,
+        error: row.try_get("error")?,
+        timed_out: row.try_get("timed_out")?,
+        duration_ms: row.try_get("duration_ms")?,
+    })
+}
+
+fn llm_call_from_row(row: &SqliteRow) -> Result<LlmCallRecord, sqlx::Error> {
+    Ok(LlmCallRecord {
+        attempt: row.try_get::<i64, _>("attempt")? as u32,
+        iteration: row
+            .try_get::<Option<i64>, _>("iteration")?
+            .map(|i| i as u32),
+        kind: row.try_get("kind")?,
+        provider: row.try_get("provider")?,
+        model: row.try_get("model")?,
+        prompt_chars: row.try_get("prompt_chars")?,
+        reply: row.try_get("reply")?,
+        input_tokens: row.try_get("input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        cached_tokens: row.try_get("cached_tokens")?,
+        latency_ms: row.try_get("latency_ms")?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

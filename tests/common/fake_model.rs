@@ -1,0 +1,212 @@
+//! A scripted, OpenAI-compatible model server for tests and benchmarks. It answers
+//! `POST /v1/chat/completions` from a script, after a fixed latency, and records every
+//! request it saw.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub body: Value,
+    pub authorization: Option<String>,
+}
+
+impl SeenRequest {
+    /// Root-model calls carry rlmd's system prompt; sub-calls are a single user message.
+    pub fn is_root(&self) -> bool {
+        self.messages()
+            .first()
+            .map(|m| m["role"] == "system")
+            .unwrap_or(false)
+    }
+
+    pub fn messages(&self) -> Vec<Value> {
+        self.body["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn last_user_text(&self) -> String {
+        self.messages()
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// What the fake answers.
+pub enum Reply {
+    Text(String),
+    /// An HTTP error with a body in OpenAI's error shape.
+    Error {
+        status: u16,
+        message: String,
+    },
+    /// Waits, then answers with the text (for cancel and timeout tests).
+    Slow(Duration, String),
+}
+
+pub fn text(s: impl Into<String>) -> Reply {
+    Reply::Text(s.into())
+}
+
+/// A reply with one ```repl block.
+pub fn code(src: &str) -> Reply {
+    Reply::Text(format!("Let me run this.\n```repl\n{src}\n```"))
+}
+
+/// Usage reported for every successful call.
+pub const PROMPT_TOKENS: i64 = 100;
+pub const COMPLETION_TOKENS: i64 = 7;
+
+type Script = dyn Fn(&SeenRequest, usize) -> Reply + Send + Sync;
+
+#[derive(Clone)]
+struct FakeState {
+    script: Arc<Script>,
+    latency: Duration,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    root_calls: Arc<Mutex<usize>>,
+}
+
+pub struct FakeModel {
+    pub base_url: String,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeModel {
+    /// Root calls get `root_replies` in order (the last one repeats); sub-calls are
+    /// answered by `sub(prompt)`.
+    pub async fn start(
+        root_replies: Vec<Reply>,
+        sub: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let root_replies: Vec<Arc<Reply>> = root_replies.into_iter().map(Arc::new).collect();
+        Self::with_script(Duration::ZERO, move |request, root_index| {
+            if request.is_root() {
+                let reply = &root_replies[root_index.min(root_replies.len() - 1)];
+                match reply.as_ref() {
+                    Reply::Text(t) => Reply::Text(t.clone()),
+                    Reply::Error { status, message } => Reply::Error {
+                        status: *status,
+                        message: message.clone(),
+                    },
+                    Reply::Slow(d, t) => Reply::Slow(*d, t.clone()),
+                }
+            } else {
+                sub(&request.last_user_text())
+            }
+        })
+        .await
+    }
+
+    /// Full control: the script sees each request and the number of root calls before it.
+    pub async fn with_script(
+        latency: Duration,
+        script: impl Fn(&SeenRequest, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = FakeState {
+            script: Arc::new(script),
+            latency,
+            seen: seen.clone(),
+            root_calls: Arc::new(Mutex::new(0)),
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(complete))
+            .with_state(state);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+            seen,
+            _server: server,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn root_requests(&self) -> Vec<SeenRequest> {
+        self.requests()
+            .into_iter()
+            .filter(SeenRequest::is_root)
+            .collect()
+    }
+
+    pub fn sub_requests(&self) -> Vec<SeenRequest> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.is_root())
+            .collect()
+    }
+}
+
+async fn complete(
+    State(state): State<FakeState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let request = SeenRequest {
+        body,
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    };
+    let root_index = {
+        let mut count = state.root_calls.lock().unwrap();
+        let index = *count;
+        if request.is_root() {
+            *count += 1;
+        }
+        index
+    };
+    state.seen.lock().unwrap().push(request.clone());
+    let reply = (state.script)(&request, root_index);
+    if !state.latency.is_zero() {
+        tokio::time::sleep(state.latency).await;
+    }
+    let text = match reply {
+        Reply::Text(text) => text,
+        Reply::Slow(wait, text) => {
+            tokio::time::sleep(wait).await;
+            text
+        }
+        Reply::Error { status, message } => {
+            let body = json!({"error": {"message": message, "type": "invalid_request_error", "code": null}});
+            return (StatusCode::from_u16(status).unwrap(), Json(body)).into_response();
+        }
+    };
+    // Fixed counts make usage totals exact in assertions.
+    let prompt_tokens = PROMPT_TOKENS;
+    Json(json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "model": request.body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": COMPLETION_TOKENS, "total_tokens": prompt_tokens + COMPLETION_TOKENS,
+                  "prompt_tokens_details": {"cached_tokens": 0}},
+    }))
+    .into_response()
+}

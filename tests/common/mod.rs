@@ -1,0 +1,244 @@
+//! `spawn_app()`: the real rlmd on port 0 with a fresh SQLite database, talking to a
+//! scripted fake model; plus small helpers that read like what a user does.
+
+#![allow(dead_code)]
+
+pub mod fake_model;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rlmd::config::Config;
+use rlmd::startup::Application;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+pub use fake_model::{code, text, FakeModel, Reply};
+
+pub const TEST_API_KEY: &str = "sk-test-4f8a1c9e-never-leak-me";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db_path: std::path::PathBuf,
+    pub scratch: std::path::PathBuf,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app(model: &FakeModel) -> TestApp {
+    spawn_app_with(model, &[]).await
+}
+
+/// Boots rlmd with the test defaults, overridden by `vars`.
+pub async fn spawn_app_with(model: &FakeModel, vars: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("rlmd.db");
+    boot(model, vars, dir, db_path).await
+}
+
+async fn boot(
+    model: &FakeModel,
+    vars: &[(&str, &str)],
+    dir: tempfile::TempDir,
+    db_path: std::path::PathBuf,
+) -> TestApp {
+    let scratch = dir.path().join("scratch");
+    let mut env: HashMap<String, String> = [
+        ("RLM_BIND", "127.0.0.1:0".to_string()),
+        ("DATABASE_URL", format!("sqlite://{}", db_path.display())),
+        ("OPENAI_API_KEY", TEST_API_KEY.to_string()),
+        ("OPENAI_BASE_URL", model.base_url.clone()),
+        ("RLM_REPL_PROGRAM", env!("CARGO_BIN_EXE_rlmd").to_string()),
+        ("RLM_SCRATCH_DIR", scratch.display().to_string()),
+        ("RLM_WORKERS", "2".to_string()),
+        ("RLM_PROVIDER_MAX_RETRIES", "0".to_string()),
+        ("RLM_SHUTDOWN_GRACE_S", "2".to_string()),
+        ("RLM_POLL_INTERVAL_S", "0.2".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (key, value) in vars {
+        env.insert(key.to_string(), value.to_string());
+    }
+    let config = Config::from_vars(env).expect("test config");
+    let app = Application::build(config).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        db_path,
+        scratch,
+        shutdown,
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// POST /v1/runs with a JSON body; returns the status and the JSON answer.
+    pub async fn submit(&self, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/v1/runs"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Submits and returns the new run's id, asserting the 202.
+    pub async fn submit_ok(&self, body: &Value) -> String {
+        let (status, run) = self.submit(body).await;
+        assert_eq!(status, 202, "submit failed: {run}");
+        run["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str, content_type: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn run(&self, id: &str) -> Value {
+        let (status, run) = self.get(&format!("/v1/runs/{id}")).await;
+        assert_eq!(status, 200, "{run}");
+        run
+    }
+
+    /// Polls until the run is succeeded, failed or cancelled.
+    pub async fn wait_for_end(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let run = self.run(id).await;
+            if matches!(
+                run["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run did not finish: {run}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls until the run has reached `status`.
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let run = self.run(id).await;
+            if run["status"] == status {
+                return run;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run never reached {status}: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn trajectory(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/runs/{id}/trajectory")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Reads the whole event stream (it closes after the terminal event).
+    pub async fn events(&self, id: &str, last_event_id: Option<i64>) -> Vec<SseEvent> {
+        let mut request = self.client.get(self.url(&format!("/v1/runs/{id}/events")));
+        if let Some(last) = last_event_id {
+            request = request.header("Last-Event-ID", last.to_string());
+        }
+        let response = tokio::time::timeout(Duration::from_secs(60), request.send())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = tokio::time::timeout(Duration::from_secs(60), response.text())
+            .await
+            .unwrap()
+            .unwrap();
+        parse_sse(&body)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops this server and boots a new one on the same database.
+    pub async fn restart(mut self, model: &FakeModel, vars: &[(&str, &str)]) -> TestApp {
+        self.stop().await;
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        boot(model, vars, dir, self.db_path.clone()).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: i64,
+    pub event: String,
+    pub data: Value,
+}
+
+pub fn parse_sse(body: &str) -> Vec<SseEvent> {
+    let mut events = Vec::new();
+    for chunk in body.split("\n\n") {
+        let (mut id, mut event, mut data) = (None, None, String::new());
+        for line in chunk.lines() {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.strip_prefix(' ').unwrap_or(v));
+            }
+        }
+        if let (Some(id), Some(event)) = (id, event) {
+            events.push(SseEvent {
+                id,
+                event,
+                data: serde_json::from_str(&data).unwrap_or(Value::Null),
+            });
+        }
+    }
+    events
+}
+
+/// A JSON body for a run with the given prompt and context.
+pub fn task(prompt: &str, context: Value) -> Value {
+    serde_json::json!({"prompt": prompt, "context": context})
+}
