@@ -44,6 +44,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        crate::repl::protect_server_process();
         let store = Store::connect(&config.database_url).await?;
         let providers = Providers::from_config(&config)?;
         let scratch = &config.sandbox.scratch_root;

@@ -8,3 +8,4 @@ mod sandbox;
 
 pub use process::{Host, ReplError, ReplProcess};
 pub use protocol::{ExecOutcome, HostCall};
+pub use sandbox::protect_server_process;

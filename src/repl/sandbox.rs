@@ -63,6 +63,7 @@ impl ResourceLimits {
         set_limit(libc::RLIMIT_FSIZE, self.file_size)?;
         set_limit(libc::RLIMIT_NOFILE, self.open_files)?;
         set_limit(libc::RLIMIT_CORE, 0)?;
+        drop_capabilities();
         // SAFETY: plain prctl calls with constant arguments.
         unsafe {
             // Never gain privileges through setuid binaries.
@@ -75,6 +76,29 @@ impl ResourceLimits {
             }
         }
         Ok(())
+    }
+}
+
+/// Empties the capability bounding set, so that even a child running as root holds no
+/// capabilities after exec: it cannot ptrace or read the server's /proc files.
+/// Without CAP_SETPCAP (not root) there is nothing to drop and the calls fail harmlessly.
+fn drop_capabilities() {
+    for capability in 0..64 {
+        // SAFETY: prctl with plain integer arguments.
+        unsafe {
+            libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0);
+        }
+    }
+}
+
+/// Makes the server's own memory and /proc files (environ, with the API keys) off limits
+/// to other processes of the same user, REPL children included.
+pub fn protect_server_process() {
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!(
+            "could not mark the server non-dumpable; REPL code may read its environment"
+        );
     }
 }
 

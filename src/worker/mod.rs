@@ -53,7 +53,7 @@ impl WorkerPool {
     /// Starts the workers and the reaper on `tracker`; they stop claiming when `shutdown`
     /// fires, and finish (or hand back) what they hold.
     pub fn spawn(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
-        for index in 0..self.settings.workers.max(1) {
+        for index in 0..self.settings.workers {
             let pool = self.clone();
             let owner = format!("{}-{index}", self.node);
             tracker.spawn(pool.work(owner, shutdown.clone()));

@@ -1,0 +1,189 @@
+//! The REPL is a separate, confined process: runaway code is stopped, crashes stay in the
+//! child, and secrets never reach it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// Processes whose working directory is inside `dir` (REPL children of a test server).
+fn processes_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_link(e.path().join("cwd")).ok())
+        .filter(|cwd| cwd.starts_with(dir))
+        .count()
+}
+
+#[tokio::test]
+async fn an_endless_loop_is_stopped_by_the_block_timeout_and_the_server_keeps_serving() {
+    let model = FakeModel::start(
+        vec![
+            code("x = 41\nwhile True:\n    pass"),
+            code("print('x' in globals())\nprint(len(context))"),
+            code("answer['content'] = 'recovered'\nanswer['ready'] = True"),
+        ],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let started = Instant::now();
+    let id = app
+        .submit_ok(&json!({"prompt": "Loop.", "context": "abc", "limits": {"block_timeout_s": 1}}))
+        .await;
+    // While the loop spins, the API still answers.
+    let (status, health) = app.get("/healthz").await;
+    assert_eq!((status, health), (200, json!({"status": "ok"})));
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "recovered");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let trajectory = app.trajectory(&id).await;
+    let block = &trajectory["iterations"][0]["code_blocks"][0];
+    assert_eq!(block["timed_out"], true);
+    assert_eq!(
+        block["error"],
+        "TimeoutError: the block was stopped after 1.0 s (the per-block limit)."
+    );
+    // The REPL was reset: the variable is gone, the context is back.
+    assert_eq!(
+        trajectory["iterations"][1]["code_blocks"][0]["stdout"],
+        "False\n3\n"
+    );
+    assert!(model.root_requests()[1]
+        .last_user_text()
+        .contains("The REPL was restarted"));
+}
+
+#[tokio::test]
+async fn a_crashing_child_fails_the_block_not_the_server() {
+    let model = FakeModel::start(
+        vec![
+            code("import ctypes\nctypes.string_at(0)"),
+            code("answer['content'] = 'still here'\nanswer['ready'] = True"),
+        ],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Crash.", json!(""))).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "still here");
+    let trajectory = app.trajectory(&id).await;
+    let error = trajectory["iterations"][0]["code_blocks"][0]["error"]
+        .as_str()
+        .expect(&trajectory.to_string());
+    assert!(
+        error.starts_with("ReplError: the REPL process died (killed by signal 11"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn model_code_cannot_read_the_api_key() {
+    let model = FakeModel::start(
+        vec![code(
+            "import os\n\
+             print(sorted(os.environ))\n\
+             print('OPENAI_API_KEY' in os.environ)\n\
+             try:\n    open(f'/proc/{os.getppid()}/environ').read()\n    print('parent environ readable')\n\
+             except OSError as e:\n    print(type(e).__name__)\n\
+             answer['content'] = 'done'\nanswer['ready'] = True",
+        )],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Find the key.", json!(""))).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let trajectory = app.trajectory(&id).await;
+    let stdout = trajectory["iterations"][0]["code_blocks"][0]["stdout"]
+        .as_str()
+        .unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(!lines[0].contains("KEY"), "environment: {}", lines[0]);
+    assert_eq!(lines[1], "False");
+    assert_eq!(lines[2], "PermissionError");
+    assert!(!trajectory.to_string().contains(TEST_API_KEY));
+}
+
+#[tokio::test]
+async fn each_run_works_in_its_own_scratch_directory_which_is_removed_afterwards() {
+    let model = FakeModel::start(
+        vec![code(
+            "import os\nopen('notes.txt', 'w').write('hi')\nanswer['content'] = os.getcwd()\nanswer['ready'] = True",
+        )],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Where am I?", json!(""))).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let workdir = app.scratch.join(&id).join("work");
+    assert_eq!(run["answer"], workdir.display().to_string());
+    assert!(
+        !app.scratch.join(&id).exists(),
+        "scratch directory left behind"
+    );
+    assert_eq!(processes_in(&app.scratch), 0, "REPL process left behind");
+}
+
+#[tokio::test]
+async fn cancelling_a_running_block_kills_its_repl_at_once() {
+    let model = FakeModel::start(
+        vec![code("import time\nprint('sleeping')\ntime.sleep(60)")],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Sleep.", json!(""))).await;
+    app.wait_for_status(&id, "running").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while processes_in(&app.scratch) == 0 {
+        assert!(Instant::now() < deadline, "the REPL never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let (status, run) = app
+        .post_raw(&format!("/v1/runs/{id}/cancel"), "", "application/json")
+        .await;
+
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "cancelled");
+    assert_eq!(run["error"]["code"], "cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "cancel took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        processes_in(&app.scratch),
+        0,
+        "the REPL survived the cancel"
+    );
+    let events = app.events(&id, None).await;
+    assert_eq!(events.last().unwrap().event, "run.cancelled");
+}
