@@ -73,6 +73,8 @@ pub struct SandboxConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Log filter (`RUST_LOG`, tracing's EnvFilter syntax).
+    pub log_filter: String,
     pub bind: SocketAddr,
     pub database_url: String,
     pub workers: usize,
@@ -111,6 +113,7 @@ impl Config {
             None => std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rlmd")),
         };
         Ok(Self {
+            log_filter: env.get("RUST_LOG").unwrap_or_else(|| "info".into()),
             bind: env.parse("RLM_BIND", "127.0.0.1:8080".parse().unwrap())?,
             database_url: env
                 .get("DATABASE_URL")

@@ -33,7 +33,6 @@ fn main() -> ExitCode {
         // No tokio, no tracing, no configuration: the child knows nothing but its pipe.
         return ExitCode::from(rlmd::repl::child::run() as u8);
     }
-    rlmd::telemetry::init();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
@@ -41,6 +40,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    rlmd::telemetry::init(&config.log_filter);
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {

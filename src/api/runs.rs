@@ -41,14 +41,9 @@ async fn submit(
     ApiJson(body): ApiJson<SubmitRun>,
 ) -> Result<impl IntoResponse, ApiError> {
     let new_run = body.into_new_run(&state.defaults, &state.providers)?;
-    let event = state.store.insert_run(&new_run).await?;
+    let (run, event) = state.store.insert_run(&new_run).await?;
     state.bus.publish(event);
     state.wake.notify_waiters();
-    let run = state
-        .store
-        .get_run(new_run.id)
-        .await?
-        .ok_or_else(|| ApiError::Internal("run vanished after insert".into()))?;
     let location = format!("/v1/runs/{}", run.id);
     Ok((
         StatusCode::ACCEPTED,

@@ -78,7 +78,9 @@ const RUN_COLUMNS: &str = "r.id, r.root_id, r.parent_id, r.depth, r.status, r.pr
 
 impl Store {
     /// Stores a run as `queued`, with its context and its first event, in one transaction.
-    pub async fn insert_run(&self, run: &NewRun) -> StoreResult<StoredEvent> {
+    /// Returns the run as stored (a worker may claim it the moment this commits).
+    pub async fn insert_run(&self, run: &NewRun) -> StoreResult<(RunRecord, StoredEvent)> {
+        let created_at = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at) \
@@ -90,7 +92,7 @@ impl Store {
         .bind(run.depth as i64)
         .bind(&run.prompt)
         .bind(json_text(&run.spec))
-        .bind(now_ms())
+        .bind(created_at)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES (?, ?)")
@@ -101,7 +103,26 @@ impl Store {
         let data = json!({"status": "queued", "depth": run.depth});
         let event = events::insert(&mut tx, run.root_id, run.id, "run.queued", &data).await?;
         tx.commit().await?;
-        Ok(event)
+        let record = RunRecord {
+            id: run.id,
+            root_id: run.root_id,
+            parent_id: run.parent_id,
+            depth: run.depth,
+            status: RunStatus::Queued,
+            prompt: run.prompt.clone(),
+            spec: run.spec.clone(),
+            answer: None,
+            finish_reason: None,
+            error: None,
+            attempts: 0,
+            cancel_requested: false,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            usage: Usage::default(),
+            iterations: 0,
+        };
+        Ok((record, event))
     }
 
     pub async fn get_run(&self, id: RunId) -> StoreResult<Option<RunRecord>> {
