@@ -86,7 +86,7 @@ async fn a_crashing_child_fails_the_block_not_the_server() {
     let trajectory = app.trajectory(&id).await;
     let error = trajectory["iterations"][0]["code_blocks"][0]["error"]
         .as_str()
-        .expect(&trajectory.to_string());
+        .unwrap_or_else(|| panic!("{trajectory}"));
     assert!(
         error.starts_with("ReplError: the REPL process died (killed by signal 11"),
         "{error}"
@@ -186,4 +186,25 @@ async fn cancelling_a_running_block_kills_its_repl_at_once() {
     );
     let events = app.events(&id, None).await;
     assert_eq!(events.last().unwrap().event, "run.cancelled");
+}
+
+#[tokio::test]
+async fn numpy_and_pandas_are_available_to_model_code() {
+    let model = FakeModel::start(
+        vec![code(
+            "import numpy as np\nimport pandas as pd\n\
+             df = pd.DataFrame({'server': ['a', 'b', 'a'], 'cpu': [10, 30, 50]})\n\
+             means = df.groupby('server')['cpu'].mean()\n\
+             answer['content'] = f\"{np.arange(5).sum()} {means['a']:.1f} {means['b']:.1f}\"\nanswer['ready'] = True",
+        )],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Use the libraries.", json!(""))).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "10 30.0 30.0");
 }

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::recorder::{CallInfo, Recorder};
 use crate::providers::{prompt_chars, ChatModel, ChatRequest, Message};
 use crate::repl::{Host, HostCall};
+use crate::store::Write;
 
 pub struct SubcallHost<'a> {
     pub recorder: &'a Recorder,
@@ -57,17 +58,16 @@ impl SubcallHost<'_> {
             .await;
         let (replies, records): (Vec<String>, Vec<_>) = results.into_iter().unzip();
         let failed = records.iter().filter(|r| r.error.is_some()).count();
-        self.recorder.llm_calls(&records).await.map_err(internal)?;
-        self.emit(
-            "subcalls.finished",
-            json!({
-                "iteration": self.iteration,
-                "count": count,
-                "failed": failed,
-                "elapsed_ms": started.elapsed().as_millis() as u64,
-            }),
-        )
-        .await?;
+        let data = json!({
+            "iteration": self.iteration,
+            "count": count,
+            "failed": failed,
+            "elapsed_ms": started.elapsed().as_millis() as u64,
+        });
+        self.recorder
+            .save(&[Write::LlmCalls(&records)], "subcalls.finished", data)
+            .await
+            .map_err(internal)?;
         Ok(replies)
     }
 

@@ -19,7 +19,9 @@ use crate::domain::{RunError, RunSpec};
 use crate::events::EventBus;
 use crate::providers::{prompt_chars, ChatModel, ChatRequest, Message, Providers};
 use crate::repl::{ExecOutcome, ReplError};
-use crate::store::{ClaimedRun, CodeBlockRecord, Finish, IterationRecord, Store, StoreError};
+use crate::store::{
+    ClaimedRun, CodeBlockRecord, Finish, IterationRecord, Store, StoreError, Write,
+};
 use host::SubcallHost;
 use parse::FinalMarker;
 use recorder::CallInfo;
@@ -166,9 +168,9 @@ impl RunState<'_> {
             started_at,
             finished_at: crate::store::now_ms(),
         };
-        self.recorder.iteration(&record).await?;
         self.recorder
-            .emit(
+            .save(
+                &[Write::Iteration(&record)],
                 "iteration.finished",
                 json!({"iteration": iteration, "reply": reply, "code_blocks": blocks.len(),
                        "model_ms": model_ms, "exec_ms": exec_ms, "answered": answer.is_some()}),
@@ -261,9 +263,9 @@ impl RunState<'_> {
             timed_out,
             duration_ms,
         };
-        self.recorder.code_block(&record).await?;
         self.recorder
-            .emit(
+            .save(
+                &[Write::CodeBlock(&record)],
                 "code.executed",
                 json!({"iteration": iteration, "block": index, "code": code, "stdout": outcome.stdout,
                        "stderr": outcome.stderr, "error": outcome.error, "timed_out": timed_out,
@@ -338,15 +340,14 @@ impl RunState<'_> {
         let record =
             self.recorder
                 .call_record(&info, started.elapsed().as_millis() as i64, &result);
+        let data = json!({"kind": kind, "iteration": iteration, "model": self.spec.model,
+                          "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
+                          "latency_ms": record.latency_ms, "error": record.error});
         self.recorder
-            .llm_calls(std::slice::from_ref(&record))
-            .await?;
-        self.recorder
-            .emit(
+            .save(
+                &[Write::LlmCalls(std::slice::from_ref(&record))],
                 "llm.called",
-                json!({"kind": kind, "iteration": iteration, "model": self.spec.model,
-                       "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
-                       "latency_ms": record.latency_ms, "error": record.error}),
+                data,
             )
             .await?;
         Ok(result.map(|c| c.text).map_err(|e| e.to_string()))

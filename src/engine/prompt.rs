@@ -141,7 +141,7 @@ mod tests {
     fn the_summary_describes_the_context_without_including_it() {
         let summary = context_summary(r#""secret line one\nline two""#, "What is it?");
         assert!(
-            summary.contains("a str of 25 characters in 2 lines"),
+            summary.contains("a str of 24 characters in 2 lines"),
             "{summary}"
         );
         assert!(!summary.contains("secret"));

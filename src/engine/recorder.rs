@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use crate::domain::RunId;
 use crate::events::EventBus;
 use crate::providers::{Completion, ProviderError};
-use crate::store::{CodeBlockRecord, IterationRecord, LlmCallRecord, Store, StoreResult};
+use crate::store::{LlmCallRecord, Store, StoreResult, Write};
 
 #[derive(Clone)]
 pub struct Recorder {
@@ -36,33 +36,24 @@ impl Recorder {
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Stores an event (tagged with the run's depth) and publishes it.
+    pub async fn emit(&self, kind: &str, data: Value) -> StoreResult<()> {
+        self.save(&[], kind, data).await
     }
 
-    /// Stores an event (tagged with the run's depth) and publishes it.
-    pub async fn emit(&self, kind: &str, mut data: Value) -> StoreResult<()> {
+    /// Stores records of the run together with the event that announces them.
+    pub async fn save(&self, writes: &[Write<'_>], kind: &str, mut data: Value) -> StoreResult<()> {
         if let Value::Object(map) = &mut data {
             map.insert("depth".into(), json!(self.depth));
         }
         let event = self
             .store
-            .append_event(self.root_id, self.run_id, kind, &data)
+            .record(self.root_id, self.run_id, writes, Some((kind, &data)))
             .await?;
-        self.bus.publish(event);
+        if let Some(event) = event {
+            self.bus.publish(event);
+        }
         Ok(())
-    }
-
-    pub async fn iteration(&self, record: &IterationRecord) -> StoreResult<()> {
-        self.store.insert_iteration(self.run_id, record).await
-    }
-
-    pub async fn code_block(&self, record: &CodeBlockRecord) -> StoreResult<()> {
-        self.store.insert_code_block(self.run_id, record).await
-    }
-
-    pub async fn llm_calls(&self, calls: &[LlmCallRecord]) -> StoreResult<()> {
-        self.store.insert_llm_calls(self.run_id, calls).await
     }
 
     /// The stored form of one model call's result.

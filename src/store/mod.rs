@@ -18,7 +18,7 @@ use sqlx::SqlitePool;
 pub use events::StoredEvent;
 pub use lease::{ClaimedRun, Finish, LeaseState};
 pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Usage};
-pub use trajectory::{CodeBlockRecord, IterationRecord, LlmCallRecord, Trajectory};
+pub use trajectory::{CodeBlockRecord, IterationRecord, LlmCallRecord, Trajectory, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,10 +1,12 @@
 //! The record of what a run did: iterations, the code blocks each ran, every model call.
 
 use serde::Serialize;
+use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
-use super::{now_ms, Store, StoreResult};
+use super::events::{self, StoredEvent};
+use super::{Store, StoreResult};
 use crate::domain::RunId;
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,79 +56,42 @@ pub struct Trajectory {
     pub llm_calls: Vec<LlmCallRecord>,
 }
 
+/// One piece of a run's record, written together with the event that announces it.
+pub enum Write<'a> {
+    Iteration(&'a IterationRecord),
+    CodeBlock(&'a CodeBlockRecord),
+    LlmCalls(&'a [LlmCallRecord]),
+}
+
 impl Store {
-    pub async fn insert_iteration(&self, run_id: RunId, it: &IterationRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO iterations (run_id, idx, reply, model_ms, exec_ms, started_at, finished_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run_id.to_string())
-        .bind(it.index as i64)
-        .bind(&it.reply)
-        .bind(it.model_ms)
-        .bind(it.exec_ms)
-        .bind(it.started_at)
-        .bind(it.finished_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn insert_code_block(
+    /// Writes records of a run and, optionally, the event announcing them, in one
+    /// transaction: a reader never sees the event without the rows, and a turn costs a few
+    /// commits instead of one per row.
+    pub async fn record(
         &self,
+        root_id: RunId,
         run_id: RunId,
-        block: &CodeBlockRecord,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO code_blocks (run_id, iteration, idx, code, stdout, stderr, error, timed_out, duration_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run_id.to_string())
-        .bind(block.iteration as i64)
-        .bind(block.index as i64)
-        .bind(&block.code)
-        .bind(&block.stdout)
-        .bind(&block.stderr)
-        .bind(&block.error)
-        .bind(block.timed_out)
-        .bind(block.duration_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Stores model calls; a batch of sub-calls goes in one transaction.
-    pub async fn insert_llm_calls(
-        &self,
-        run_id: RunId,
-        calls: &[LlmCallRecord],
-    ) -> StoreResult<()> {
+        writes: &[Write<'_>],
+        event: Option<(&str, &Value)>,
+    ) -> StoreResult<Option<StoredEvent>> {
         let mut tx = self.pool.begin().await?;
-        for call in calls {
-            sqlx::query(
-                "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
-                     reply, input_tokens, output_tokens, cached_tokens, latency_ms, error, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(run_id.to_string())
-            .bind(call.attempt as i64)
-            .bind(call.iteration.map(i64::from))
-            .bind(&call.kind)
-            .bind(&call.provider)
-            .bind(&call.model)
-            .bind(call.prompt_chars)
-            .bind(&call.reply)
-            .bind(call.input_tokens)
-            .bind(call.output_tokens)
-            .bind(call.cached_tokens)
-            .bind(call.latency_ms)
-            .bind(&call.error)
-            .bind(if call.created_at > 0 { call.created_at } else { now_ms() })
-            .execute(&mut *tx)
-            .await?;
+        for write in writes {
+            match write {
+                Write::Iteration(it) => insert_iteration(&mut tx, run_id, it).await?,
+                Write::CodeBlock(block) => insert_code_block(&mut tx, run_id, block).await?,
+                Write::LlmCalls(calls) => {
+                    for call in *calls {
+                        insert_llm_call(&mut tx, run_id, call).await?;
+                    }
+                }
+            }
         }
+        let stored = match event {
+            Some((kind, data)) => Some(events::insert(&mut tx, root_id, run_id, kind, data).await?),
+            None => None,
+        };
         tx.commit().await?;
-        Ok(())
+        Ok(stored)
     }
 
     pub async fn load_trajectory(&self, run_id: RunId) -> StoreResult<Trajectory> {
@@ -212,4 +177,77 @@ fn llm_call_from_row(row: &SqliteRow) -> Result<LlmCallRecord, sqlx::Error> {
         error: row.try_get("error")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+async fn insert_iteration(
+    conn: &mut SqliteConnection,
+    run_id: RunId,
+    it: &IterationRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO iterations (run_id, idx, reply, model_ms, exec_ms, started_at, finished_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run_id.to_string())
+    .bind(it.index as i64)
+    .bind(&it.reply)
+    .bind(it.model_ms)
+    .bind(it.exec_ms)
+    .bind(it.started_at)
+    .bind(it.finished_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_code_block(
+    conn: &mut SqliteConnection,
+    run_id: RunId,
+    block: &CodeBlockRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO code_blocks (run_id, iteration, idx, code, stdout, stderr, error, timed_out, duration_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run_id.to_string())
+    .bind(block.iteration as i64)
+    .bind(block.index as i64)
+    .bind(&block.code)
+    .bind(&block.stdout)
+    .bind(&block.stderr)
+    .bind(&block.error)
+    .bind(block.timed_out)
+    .bind(block.duration_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_llm_call(
+    conn: &mut SqliteConnection,
+    run_id: RunId,
+    call: &LlmCallRecord,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
+             reply, input_tokens, output_tokens, cached_tokens, latency_ms, error, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run_id.to_string())
+    .bind(call.attempt as i64)
+    .bind(call.iteration.map(i64::from))
+    .bind(&call.kind)
+    .bind(&call.provider)
+    .bind(&call.model)
+    .bind(call.prompt_chars)
+    .bind(&call.reply)
+    .bind(call.input_tokens)
+    .bind(call.output_tokens)
+    .bind(call.cached_tokens)
+    .bind(call.latency_ms)
+    .bind(&call.error)
+    .bind(call.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
 }

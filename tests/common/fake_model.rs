@@ -20,6 +20,9 @@ use tokio::net::TcpListener;
 pub struct SeenRequest {
     pub body: Value,
     pub authorization: Option<String>,
+    pub received_at: std::time::Instant,
+    /// When the fake sent its answer (after its latency).
+    pub responded_at: Option<std::time::Instant>,
 }
 
 impl SeenRequest {
@@ -38,6 +41,15 @@ impl SeenRequest {
             .unwrap_or_default()
     }
 
+    /// Which turn of its run this root call is (1 for the first).
+    pub fn turn(&self) -> usize {
+        self.messages()
+            .iter()
+            .filter(|m| m["role"] == "assistant")
+            .count()
+            + 1
+    }
+
     pub fn last_user_text(&self) -> String {
         self.messages()
             .iter()
@@ -50,6 +62,7 @@ impl SeenRequest {
 }
 
 /// What the fake answers.
+#[derive(Clone)]
 pub enum Reply {
     Text(String),
     /// An HTTP error with a body in OpenAI's error shape.
@@ -59,6 +72,12 @@ pub enum Reply {
     },
     /// Waits, then answers with the text (for cancel and timeout tests).
     Slow(Duration, String),
+    /// Exactly this status, these headers and this body.
+    Raw {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: String,
+    },
 }
 
 pub fn text(s: impl Into<String>) -> Reply {
@@ -100,15 +119,9 @@ impl FakeModel {
         let root_replies: Vec<Arc<Reply>> = root_replies.into_iter().map(Arc::new).collect();
         Self::with_script(Duration::ZERO, move |request, root_index| {
             if request.is_root() {
-                let reply = &root_replies[root_index.min(root_replies.len() - 1)];
-                match reply.as_ref() {
-                    Reply::Text(t) => Reply::Text(t.clone()),
-                    Reply::Error { status, message } => Reply::Error {
-                        status: *status,
-                        message: message.clone(),
-                    },
-                    Reply::Slow(d, t) => Reply::Slow(*d, t.clone()),
-                }
+                root_replies[root_index.min(root_replies.len() - 1)]
+                    .as_ref()
+                    .clone()
             } else {
                 sub(&request.last_user_text())
             }
@@ -173,6 +186,8 @@ async fn complete(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        received_at: std::time::Instant::now(),
+        responded_at: None,
     };
     let root_index = {
         let mut count = state.root_calls.lock().unwrap();
@@ -182,20 +197,35 @@ async fn complete(
         }
         index
     };
-    state.seen.lock().unwrap().push(request.clone());
+    let slot = {
+        let mut seen = state.seen.lock().unwrap();
+        seen.push(request.clone());
+        seen.len() - 1
+    };
     let reply = (state.script)(&request, root_index);
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }
+    if let Reply::Slow(wait, _) = &reply {
+        tokio::time::sleep(*wait).await;
+    }
+    state.seen.lock().unwrap()[slot].responded_at = Some(std::time::Instant::now());
     let text = match reply {
-        Reply::Text(text) => text,
-        Reply::Slow(wait, text) => {
-            tokio::time::sleep(wait).await;
-            text
-        }
+        Reply::Text(text) | Reply::Slow(_, text) => text,
         Reply::Error { status, message } => {
             let body = json!({"error": {"message": message, "type": "invalid_request_error", "code": null}});
             return (StatusCode::from_u16(status).unwrap(), Json(body)).into_response();
+        }
+        Reply::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+            for (name, value) in headers {
+                response.headers_mut().insert(name, value.parse().unwrap());
+            }
+            return response;
         }
     };
     // Fixed counts make usage totals exact in assertions.
