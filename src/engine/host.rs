@@ -46,16 +46,15 @@ impl SubcallHost<'_> {
     async fn batch(&self, prompts: Vec<String>, model: &str) -> Result<Vec<String>, String> {
         let started = Instant::now();
         let count = prompts.len();
-        self.emit(
+        self.recorder.emit(
             "subcalls.started",
             json!({"iteration": self.iteration, "count": count, "model": model}),
-        )
-        .await?;
-        let results: Vec<(String, _)> = stream::iter(prompts)
+        );
+        let calls = stream::iter(prompts)
             .map(|prompt| self.one(prompt, model))
             .buffered(self.max_concurrent.max(1))
-            .collect()
-            .await;
+            .collect::<Vec<(String, _)>>();
+        let results = self.recorder.flush_during(calls).await.map_err(internal)?;
         let (replies, records): (Vec<String>, Vec<_>) = results.into_iter().unzip();
         let failed = records.iter().filter(|r| r.error.is_some()).count();
         let data = json!({
@@ -64,10 +63,8 @@ impl SubcallHost<'_> {
             "failed": failed,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
-        self.recorder
-            .save(&[Write::LlmCalls(&records)], "subcalls.finished", data)
-            .await
-            .map_err(internal)?;
+        let writes = records.into_iter().map(Write::LlmCall).collect();
+        self.recorder.save(writes, "subcalls.finished", data);
         Ok(replies)
     }
 
@@ -96,10 +93,6 @@ impl SubcallHost<'_> {
             Err(error) => format!("Error: {error}"),
         };
         (reply, record)
-    }
-
-    async fn emit(&self, kind: &str, data: Value) -> Result<(), String> {
-        self.recorder.emit(kind, data).await.map_err(internal)
     }
 }
 

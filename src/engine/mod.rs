@@ -109,7 +109,8 @@ impl Engine {
             messages,
         };
         let finish = state.drive().await;
-        state.repl.shutdown().await;
+        let (flushed, ()) = tokio::join!(state.recorder.flush(), state.repl.shutdown());
+        flushed?;
         finish
     }
 }
@@ -130,8 +131,7 @@ impl RunState<'_> {
     async fn iterate(&mut self, iteration: u32) -> Result<Option<Finish>, EngineError> {
         let started_at = crate::store::now_ms();
         self.recorder
-            .emit("iteration.started", json!({"iteration": iteration}))
-            .await?;
+            .emit("iteration.started", json!({"iteration": iteration}));
         let model_started = Instant::now();
         let reply = match self.root_call("root", Some(iteration)).await? {
             Ok(text) => text,
@@ -168,14 +168,12 @@ impl RunState<'_> {
             started_at,
             finished_at: crate::store::now_ms(),
         };
-        self.recorder
-            .save(
-                &[Write::Iteration(&record)],
-                "iteration.finished",
-                json!({"iteration": iteration, "reply": reply, "code_blocks": blocks.len(),
-                       "model_ms": model_ms, "exec_ms": exec_ms, "answered": answer.is_some()}),
-            )
-            .await?;
+        self.recorder.save(
+            vec![Write::Iteration(record)],
+            "iteration.finished",
+            json!({"iteration": iteration, "reply": reply, "code_blocks": blocks.len(),
+                   "model_ms": model_ms, "exec_ms": exec_ms, "answered": answer.is_some()}),
+        );
         if let Some(answer) = answer {
             return Ok(Some(Finish::Succeeded {
                 answer,
@@ -215,10 +213,10 @@ impl RunState<'_> {
             iteration,
         };
         let limits = &self.spec.limits;
-        let result = self
+        let exec = self
             .repl
-            .exec(code, limits.output_chars, limits.block_timeout(), &host)
-            .await;
+            .exec(code, limits.output_chars, limits.block_timeout(), &host);
+        let result = self.recorder.flush_during(exec).await?;
         let duration_ms = started.elapsed().as_millis() as i64;
         let (outcome, timed_out, end) = match result {
             Ok(outcome) => {
@@ -239,12 +237,10 @@ impl RunState<'_> {
                 };
                 tracing::warn!(%error, "REPL reset");
                 self.repl.reset().await;
-                self.recorder
-                    .emit(
-                        "repl.reset",
-                        json!({"iteration": iteration, "block": index, "reason": reason}),
-                    )
-                    .await?;
+                self.recorder.emit(
+                    "repl.reset",
+                    json!({"iteration": iteration, "block": index, "reason": reason}),
+                );
                 let outcome = ExecOutcome {
                     stderr: prompt::repl_reset_notice(&reason),
                     error: Some(reason),
@@ -263,15 +259,13 @@ impl RunState<'_> {
             timed_out,
             duration_ms,
         };
-        self.recorder
-            .save(
-                &[Write::CodeBlock(&record)],
-                "code.executed",
-                json!({"iteration": iteration, "block": index, "code": code, "stdout": outcome.stdout,
-                       "stderr": outcome.stderr, "error": outcome.error, "timed_out": timed_out,
-                       "duration_ms": duration_ms}),
-            )
-            .await?;
+        self.recorder.save(
+            vec![Write::CodeBlock(record)],
+            "code.executed",
+            json!({"iteration": iteration, "block": index, "code": code, "stdout": outcome.stdout,
+                   "stderr": outcome.stderr, "error": outcome.error, "timed_out": timed_out,
+                   "duration_ms": duration_ms}),
+        );
         Ok((prompt::block_report(index, total, &outcome), end))
     }
 
@@ -301,8 +295,7 @@ impl RunState<'_> {
     async fn final_call(&mut self, max: u32) -> Result<Finish, EngineError> {
         self.messages.push(Message::user(prompt::FINAL_CALL));
         self.recorder
-            .emit("run.final_call", json!({"iterations": max}))
-            .await?;
+            .emit("run.final_call", json!({"iterations": max}));
         let reply = match self.root_call("final", None).await? {
             Ok(text) => text,
             Err(message) => return Ok(failed("provider_error", message)),
@@ -329,7 +322,10 @@ impl RunState<'_> {
             model: &self.spec.model,
             messages: &self.messages,
         };
-        let result = self.provider.complete(request).await;
+        let result = self
+            .recorder
+            .flush_during(self.provider.complete(request))
+            .await?;
         let info = CallInfo {
             kind,
             iteration,
@@ -344,12 +340,7 @@ impl RunState<'_> {
                           "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
                           "latency_ms": record.latency_ms, "error": record.error});
         self.recorder
-            .save(
-                &[Write::LlmCalls(std::slice::from_ref(&record))],
-                "llm.called",
-                data,
-            )
-            .await?;
+            .save(vec![Write::LlmCall(record)], "llm.called", data);
         Ok(result.map(|c| c.text).map_err(|e| e.to_string()))
     }
 }

@@ -1,5 +1,7 @@
 //! Writes what a run does to the store and publishes its events, tagged with the run.
 
+use std::sync::Mutex;
+
 use serde_json::{json, Value};
 
 use crate::domain::RunId;
@@ -7,7 +9,10 @@ use crate::events::EventBus;
 use crate::providers::{Completion, ProviderError};
 use crate::store::{LlmCallRecord, Store, StoreResult, Write};
 
-#[derive(Clone)]
+/// Records are buffered and written in one transaction by `flush`, which the engine runs
+/// alongside each wait on the outside world (a model call, a code block): the database
+/// work overlaps that wait instead of adding to every turn, and events still go out while
+/// the run waits.
 pub struct Recorder {
     store: Store,
     bus: EventBus,
@@ -15,6 +20,9 @@ pub struct Recorder {
     pub root_id: RunId,
     pub depth: u32,
     pub attempt: u32,
+    pending: Mutex<Vec<Write>>,
+    /// Flushes run one at a time, so events are numbered in the order they were recorded.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl Recorder {
@@ -33,27 +41,49 @@ impl Recorder {
             root_id,
             depth,
             attempt,
+            pending: Mutex::new(Vec::new()),
+            flushing: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Stores an event (tagged with the run's depth) and publishes it.
-    pub async fn emit(&self, kind: &str, data: Value) -> StoreResult<()> {
-        self.save(&[], kind, data).await
+    /// Queues an event, tagged with the run's depth.
+    pub fn emit(&self, kind: &str, data: Value) {
+        self.save(Vec::new(), kind, data);
     }
 
-    /// Stores records of the run together with the event that announces them.
-    pub async fn save(&self, writes: &[Write<'_>], kind: &str, mut data: Value) -> StoreResult<()> {
+    /// Queues records of the run, followed by the event that announces them.
+    pub fn save(&self, writes: Vec<Write>, kind: &str, mut data: Value) {
         if let Value::Object(map) = &mut data {
             map.insert("depth".into(), json!(self.depth));
         }
-        let event = self
-            .store
-            .record(self.root_id, self.run_id, writes, Some((kind, &data)))
-            .await?;
-        if let Some(event) = event {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.extend(writes);
+        pending.push(Write::Event {
+            kind: kind.to_string(),
+            data,
+        });
+    }
+
+    /// Writes everything queued so far and publishes its events.
+    pub async fn flush(&self) -> StoreResult<()> {
+        let _one_at_a_time = self.flushing.lock().await;
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for event in self.store.record(self.root_id, self.run_id, &batch).await? {
             self.bus.publish(event);
         }
         Ok(())
+    }
+
+    /// Runs `work` while flushing; a failed flush wins over the work's result.
+    pub async fn flush_during<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> StoreResult<T> {
+        let (flushed, output) = tokio::join!(self.flush(), work);
+        flushed.map(|()| output)
     }
 
     /// The stored form of one model call's result.

@@ -56,40 +56,36 @@ pub struct Trajectory {
     pub llm_calls: Vec<LlmCallRecord>,
 }
 
-/// One piece of a run's record, written together with the event that announces it.
-pub enum Write<'a> {
-    Iteration(&'a IterationRecord),
-    CodeBlock(&'a CodeBlockRecord),
-    LlmCalls(&'a [LlmCallRecord]),
+/// One piece of a run's record: a row, or an event announcing progress.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Iteration(IterationRecord),
+    CodeBlock(CodeBlockRecord),
+    LlmCall(LlmCallRecord),
+    Event { kind: String, data: Value },
 }
 
 impl Store {
-    /// Writes records of a run and, optionally, the event announcing them, in one
-    /// transaction: a reader never sees the event without the rows, and a turn costs a few
-    /// commits instead of one per row.
+    /// Writes a run's records and events, in order, in one transaction, and returns the
+    /// stored events (numbered) so they can be published.
     pub async fn record(
         &self,
         root_id: RunId,
         run_id: RunId,
-        writes: &[Write<'_>],
-        event: Option<(&str, &Value)>,
-    ) -> StoreResult<Option<StoredEvent>> {
+        writes: &[Write],
+    ) -> StoreResult<Vec<StoredEvent>> {
         let mut tx = self.pool.begin().await?;
+        let mut stored = Vec::new();
         for write in writes {
             match write {
                 Write::Iteration(it) => insert_iteration(&mut tx, run_id, it).await?,
                 Write::CodeBlock(block) => insert_code_block(&mut tx, run_id, block).await?,
-                Write::LlmCalls(calls) => {
-                    for call in *calls {
-                        insert_llm_call(&mut tx, run_id, call).await?;
-                    }
+                Write::LlmCall(call) => insert_llm_call(&mut tx, run_id, call).await?,
+                Write::Event { kind, data } => {
+                    stored.push(events::insert(&mut tx, root_id, run_id, kind, data).await?)
                 }
             }
         }
-        let stored = match event {
-            Some((kind, data)) => Some(events::insert(&mut tx, root_id, run_id, kind, data).await?),
-            None => None,
-        };
         tx.commit().await?;
         Ok(stored)
     }
