@@ -343,3 +343,37 @@ async fn the_health_check_answers() {
     let app = spawn_app_with(&model, &[("RLM_WORKERS", "0")]).await;
     assert_eq!(app.get("/healthz").await, (200, json!({"status": "ok"})));
 }
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_and_a_large_one_under_it_is_accepted() {
+    let model = FakeModel::start(vec![text("unused")], |_| text("unused")).await;
+    let app = spawn_app_with(
+        &model,
+        &[("RLM_WORKERS", "0"), ("RLM_MAX_BODY_BYTES", "1000000")],
+    )
+    .await;
+
+    let too_big = json!({"prompt": "p", "context": "x".repeat(1_000_001)}).to_string();
+    let (status, body) = app.post_raw("/v1/runs", &too_big, "application/json").await;
+    assert_eq!((status, error_code(&body)), (413, "payload_too_large"));
+
+    let fits = json!({"prompt": "p", "context": "x".repeat(900_000)});
+    let (status, _) = app.submit(&fits).await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn a_body_without_a_json_content_type_is_still_read() {
+    let model = FakeModel::start(vec![text("unused")], |_| text("unused")).await;
+    let app = spawn_app_with(&model, &[("RLM_WORKERS", "0")]).await;
+    // What `curl -d '{...}'` sends when no header is given.
+    let (status, run) = app
+        .post_raw(
+            "/v1/runs",
+            r#"{"prompt": "hello"}"#,
+            "application/x-www-form-urlencoded",
+        )
+        .await;
+    assert_eq!(status, 202, "{run}");
+    assert_eq!(run["status"], "queued");
+}
