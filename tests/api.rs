@@ -377,3 +377,42 @@ async fn a_body_without_a_json_content_type_is_still_read() {
     assert_eq!(status, 202, "{run}");
     assert_eq!(run["status"], "queued");
 }
+
+#[tokio::test]
+async fn many_runs_at_once_all_finish_with_their_own_answers() {
+    let model = FakeModel::with_script(Duration::from_millis(5), |request, _| {
+        if !request.is_root() {
+            return text(format!("sub {}", request.last_user_text()));
+        }
+        let question = request.messages()[1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let after = question.split("task number ").nth(1).unwrap_or_default();
+        let n: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if request.turn() == 1 {
+            code(&format!(
+                "r = llm_query_batched(['{n}a', '{n}b', '{n}c'])\nprint(r)"
+            ))
+        } else {
+            code("answer['content'] = '|'.join(r)\nanswer['ready'] = True")
+        }
+    })
+    .await;
+    let app = spawn_app_with(&model, &[("RLM_WORKERS", "4")]).await;
+
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        ids.push((
+            i,
+            app.submit_ok(&json!({"prompt": format!("task number {i}")}))
+                .await,
+        ));
+    }
+    for (i, id) in ids {
+        let run = app.wait_for_end(&id).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["answer"], format!("sub {i}a|sub {i}b|sub {i}c"));
+        assert_eq!(run["usage"]["llm_calls"], 5);
+    }
+}

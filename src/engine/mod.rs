@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use crate::config::SandboxConfig;
 use crate::domain::{RunError, RunSpec};
@@ -76,19 +75,15 @@ impl Engine {
                 ),
             ));
         };
-        let context_json = self.store.load_context(run.id).await?;
+        // The context can be tens of megabytes: it is shared, never copied.
+        let context: Arc<str> = self.store.load_context(run.id).await?.into();
         let run_dir: PathBuf = self.sandbox.scratch_root.join(run.id.to_string());
         // Python boots in the child while the first model call is in flight.
-        let mut repl = ReplSlot::new(
-            self.sandbox.clone(),
-            run_dir,
-            RawValue::from_string(context_json.clone())
-                .unwrap_or_else(|_| RawValue::from_string("\"\"".into()).expect("valid JSON")),
-        );
+        let mut repl = ReplSlot::new(self.sandbox.clone(), run_dir, context.clone());
         repl.start();
         let prompt = run.prompt.clone();
         let summary =
-            tokio::task::spawn_blocking(move || prompt::context_summary(&context_json, &prompt))
+            tokio::task::spawn_blocking(move || prompt::context_summary(&context, &prompt))
                 .await
                 .unwrap_or_else(|_| String::from("The question could not be summarised."));
         let messages = vec![

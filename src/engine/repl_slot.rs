@@ -5,22 +5,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::value::RawValue;
-
 use crate::config::SandboxConfig;
 use crate::repl::{ExecOutcome, Host, ReplError, ReplProcess};
 
 pub struct ReplSlot {
     config: Arc<SandboxConfig>,
     run_dir: PathBuf,
-    context: Box<RawValue>,
+    /// The context as submitted (JSON), loaded into every fresh REPL.
+    context: Arc<str>,
     process: Option<ReplProcess>,
     /// The start failure, kept so that each block reports it instead of retrying forever.
     start_error: Option<String>,
 }
 
 impl ReplSlot {
-    pub fn new(config: Arc<SandboxConfig>, run_dir: PathBuf, context: Box<RawValue>) -> Self {
+    pub fn new(config: Arc<SandboxConfig>, run_dir: PathBuf, context: Arc<str>) -> Self {
         Self {
             config,
             run_dir,

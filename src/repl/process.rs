@@ -5,7 +5,6 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
 use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
@@ -82,8 +81,9 @@ impl ReplProcess {
         self.initialized
     }
 
-    /// Waits for the child to be ready and builds its namespace around `context` (JSON).
-    pub async fn init(&mut self, context: &RawValue) -> Result<(), ReplError> {
+    /// Waits for the child to be ready and builds its namespace around `context`, the JSON
+    /// text exactly as submitted.
+    pub async fn init(&mut self, context: &str) -> Result<(), ReplError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         match self.receive_until(deadline).await? {
             FromChild::Ready { python } => tracing::debug!(pid = self.pid, %python, "REPL ready"),
@@ -94,7 +94,7 @@ impl ReplProcess {
             }
         }
         self.send(&ToChild::Init).await?;
-        if write_frame(&mut self.to_child, context.get().as_bytes())
+        if write_frame(&mut self.to_child, context.as_bytes())
             .await
             .is_err()
         {

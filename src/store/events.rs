@@ -62,17 +62,6 @@ pub(super) async fn insert(
 }
 
 impl Store {
-    pub async fn append_event(
-        &self,
-        root_id: RunId,
-        run_id: RunId,
-        kind: &str,
-        data: &Value,
-    ) -> StoreResult<StoredEvent> {
-        let mut conn = self.pool.acquire().await?;
-        insert(&mut conn, root_id, run_id, kind, data).await
-    }
-
     /// Events of a run after `after_seq`, in order: for a root, those of its whole tree.
     pub async fn events_after(
         &self,

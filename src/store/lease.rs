@@ -58,7 +58,7 @@ impl Store {
         max_attempts: u32,
     ) -> StoreResult<Option<ClaimedRun>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let claimed = sqlx::query(
             "UPDATE runs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, \
                  attempts = attempts + 1, started_at = COALESCE(started_at, ?3) \
@@ -151,7 +151,7 @@ impl Store {
                 Some(RunError::new("cancelled", "the run was cancelled")),
             ),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = ?, answer = ?, finish_reason = ?, error_code = ?, \
                  error_message = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL \
@@ -190,7 +190,7 @@ impl Store {
         root_id: RunId,
         owner: &str,
     ) -> StoreResult<Option<StoredEvent>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
                  attempts = MAX(attempts - 1, 0) \
@@ -214,7 +214,7 @@ impl Store {
     /// fail, those whose cancel was asked for are cancelled.
     pub async fn reap_abandoned(&self, max_attempts: u32) -> StoreResult<Vec<StoredEvent>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let rows = sqlx::query(
             "UPDATE runs SET \
                  status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'failed' END, \

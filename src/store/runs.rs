@@ -81,7 +81,7 @@ impl Store {
     /// Returns the run as stored (a worker may claim it the moment this commits).
     pub async fn insert_run(&self, run: &NewRun) -> StoreResult<(RunRecord, StoredEvent)> {
         let created_at = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at) \
              VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
@@ -161,7 +161,7 @@ impl Store {
     }
 
     pub async fn request_cancel(&self, id: RunId) -> StoreResult<CancelOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let now = now_ms();
         let cancelled_queued = sqlx::query(
             "UPDATE runs SET status = 'cancelled', finished_at = ?, cancel_requested = 1, \

@@ -74,7 +74,7 @@ impl Store {
         run_id: RunId,
         writes: &[Write],
     ) -> StoreResult<Vec<StoredEvent>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut stored = Vec::new();
         for write in writes {
             match write {
