@@ -57,6 +57,12 @@ pub struct RunDefaults {
     pub block_timeout: Duration,
     pub output_chars: usize,
     pub max_concurrent_subcalls: usize,
+    pub max_depth: u32,
+    pub timeout: Option<Duration>,
+    pub max_tokens: Option<i64>,
+    pub max_cost_usd: Option<f64>,
+    pub max_llm_calls: Option<i64>,
+    pub max_errors: Option<u32>,
 }
 
 /// Resource limits for the sandboxed REPL child.
@@ -84,6 +90,8 @@ pub struct Config {
     pub poll_interval: Duration,
     pub shutdown_grace: Duration,
     pub defaults: RunDefaults,
+    /// Operator's price table, laid over the shipped one.
+    pub prices_file: Option<PathBuf>,
     pub providers: ProviderSettings,
     pub openai: OpenAiConfig,
     pub sandbox: SandboxConfig,
@@ -124,6 +132,7 @@ impl Config {
             max_attempts: env.parse("RLM_MAX_ATTEMPTS", 3)?,
             poll_interval: env.seconds("RLM_POLL_INTERVAL_S", 1.0)?,
             shutdown_grace: env.seconds("RLM_SHUTDOWN_GRACE_S", 20.0)?,
+            prices_file: env.get("RLM_PRICES_FILE").map(PathBuf::from),
             defaults: RunDefaults {
                 provider: env
                     .get("RLM_DEFAULT_PROVIDER")
@@ -132,6 +141,12 @@ impl Config {
                 block_timeout: env.seconds("RLM_BLOCK_TIMEOUT_S", 60.0)?,
                 output_chars: env.parse("RLM_OUTPUT_CHARS", 20_000)?,
                 max_concurrent_subcalls: env.parse("RLM_MAX_CONCURRENT_SUBCALLS", 16)?,
+                max_depth: env.parse("RLM_MAX_DEPTH", 1)?,
+                timeout: env.optional_seconds("RLM_TIMEOUT_S", Some(3600.0))?,
+                max_tokens: env.optional("RLM_MAX_TOKENS")?,
+                max_cost_usd: env.optional("RLM_MAX_COST_USD")?,
+                max_llm_calls: env.optional("RLM_MAX_LLM_CALLS")?,
+                max_errors: env.optional("RLM_MAX_ERRORS")?,
             },
             providers: ProviderSettings {
                 connect_timeout: env.seconds("RLM_PROVIDER_CONNECT_TIMEOUT_S", 10.0)?,
@@ -185,6 +200,47 @@ impl Vars {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// An optional number: unset (or `none`) means no limit.
+    fn optional<T>(&self, name: &str) -> Result<Option<T>, ConfigError>
+    where
+        T: std::str::FromStr,
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(None),
+            Some(raw) if raw.trim().eq_ignore_ascii_case("none") => Ok(None),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e: T::Err| ConfigError {
+                    name: name.into(),
+                    value: raw.clone(),
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    fn optional_seconds(
+        &self,
+        name: &str,
+        default: Option<f64>,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let secs = match self.get(name) {
+            None => default,
+            Some(raw) if raw.trim().eq_ignore_ascii_case("none") => None,
+            Some(_) => self.optional::<f64>(name)?,
+        };
+        secs.map(|s| {
+            Duration::try_from_secs_f64(s).map_err(|e| ConfigError {
+                name: name.into(),
+                value: s.to_string(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()
     }
 
     fn seconds(&self, name: &str, default: f64) -> Result<Duration, ConfigError> {

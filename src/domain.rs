@@ -85,13 +85,33 @@ pub struct Limits {
     pub block_timeout_s: f64,
     /// Characters of stdout (and of stderr) fed back to the model per block.
     pub output_chars: usize,
-    /// How many sub-calls of one `llm_query_batched` run at once.
+    /// How many sub-calls of one `llm_query_batched` (or children of one
+    /// `rlm_query_batched`) run at once.
     pub max_concurrent_subcalls: usize,
+    /// Wall-clock time of the whole tree of runs, from the root's start.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+    /// Tokens (input + output) spent by the whole tree.
+    #[serde(default)]
+    pub max_tokens: Option<i64>,
+    /// US dollars spent by the whole tree.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// Model calls made by the whole tree.
+    #[serde(default)]
+    pub max_llm_calls: Option<i64>,
+    /// Consecutive iterations of one run whose code failed (raised, timed out, crashed).
+    #[serde(default)]
+    pub max_errors: Option<u32>,
 }
 
 impl Limits {
     pub fn block_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.block_timeout_s)
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_s.map(Duration::from_secs_f64)
     }
 }
 
@@ -104,6 +124,9 @@ pub struct RunSpec {
     /// Model for `llm_query` and friends; the root model when absent.
     #[serde(default)]
     pub sub_model: Option<String>,
+    /// Provider of child runs (depth >= 1) and of sub-calls; the root's when absent.
+    #[serde(default)]
+    pub sub_provider: Option<String>,
     pub max_depth: u32,
     pub max_iterations: u32,
     #[serde(default)]
@@ -116,6 +139,24 @@ pub struct RunSpec {
 impl RunSpec {
     pub fn sub_model(&self) -> &str {
         self.sub_model.as_deref().unwrap_or(&self.model)
+    }
+
+    pub fn sub_provider(&self) -> &str {
+        self.sub_provider.as_deref().unwrap_or(&self.provider)
+    }
+
+    /// The spec of a child run started from this one: it runs on the sub-model (or the
+    /// model the code named), with the same limits and depth cap.
+    pub fn for_child(&self, model: Option<String>) -> RunSpec {
+        RunSpec {
+            provider: self.sub_provider().to_string(),
+            model: model.unwrap_or_else(|| self.sub_model().to_string()),
+            sub_model: self.sub_model.clone(),
+            sub_provider: self.sub_provider.clone(),
+            system_prompt: self.system_prompt.clone(),
+            metadata: serde_json::Map::new(),
+            ..self.clone()
+        }
     }
 }
 

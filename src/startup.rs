@@ -12,7 +12,7 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::events::EventBus;
-use crate::providers::Providers;
+use crate::providers::{PriceError, PriceTable, Providers};
 use crate::store::{Store, StoreError};
 use crate::worker::{RunningJobs, StopReason, WorkerPool, WorkerSettings};
 
@@ -22,6 +22,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("could not build the provider clients: {0}")]
     Providers(#[from] reqwest::Error),
+    #[error(transparent)]
+    Prices(#[from] PriceError),
     #[error("could not listen on {address}: {source}")]
     Bind {
         address: String,
@@ -47,6 +49,7 @@ impl Application {
         crate::repl::protect_server_process();
         let store = Store::connect(&config.database_url).await?;
         let providers = Providers::from_config(&config)?;
+        let prices = Arc::new(PriceTable::with_overrides(config.prices_file.as_deref())?);
         let scratch = &config.sandbox.scratch_root;
         std::fs::create_dir_all(scratch).map_err(|source| StartupError::Scratch {
             path: scratch.display().to_string(),
@@ -73,6 +76,7 @@ impl Application {
             store: store.clone(),
             bus: bus.clone(),
             providers: providers.clone(),
+            prices,
             sandbox: Arc::new(config.sandbox.clone()),
         };
         let pool = WorkerPool::new(

@@ -179,7 +179,11 @@ async fn a_submitted_run_is_queued_and_readable_at_once() {
     assert_eq!(run["metadata"], json!({"team": "a"}));
     assert_eq!(
         run["limits"],
-        json!({"block_timeout_s": 60.0, "output_chars": 20000, "max_concurrent_subcalls": 16})
+        json!({
+            "block_timeout_s": 60.0, "output_chars": 20000, "max_concurrent_subcalls": 16,
+            "timeout_s": 3600.0, "max_tokens": null, "max_cost_usd": null, "max_llm_calls": null,
+            "max_errors": null
+        })
     );
     assert_eq!(run["answer"], Value::Null);
     assert_eq!(run["started_at"], Value::Null);

@@ -23,6 +23,7 @@ pub struct SubmitRun {
     provider: Option<String>,
     model: Option<String>,
     sub_model: Option<String>,
+    sub_provider: Option<String>,
     max_depth: Option<u32>,
     max_iterations: Option<u32>,
     system_prompt: Option<String>,
@@ -38,6 +39,11 @@ struct LimitsInput {
     block_timeout_s: Option<f64>,
     output_chars: Option<usize>,
     max_concurrent_subcalls: Option<usize>,
+    timeout_s: Option<f64>,
+    max_tokens: Option<i64>,
+    max_cost_usd: Option<f64>,
+    max_llm_calls: Option<i64>,
+    max_errors: Option<u32>,
 }
 
 impl SubmitRun {
@@ -67,21 +73,7 @@ impl SubmitRun {
         };
         let provider =
             non_empty("provider", self.provider)?.unwrap_or_else(|| defaults.provider.clone());
-        if !KNOWN_PROVIDERS.contains(&provider.as_str()) {
-            return Err(ApiError::bad_request(
-                "unknown_provider",
-                format!(
-                    "unknown provider {provider:?}; known providers: {}",
-                    KNOWN_PROVIDERS.join(", ")
-                ),
-            ));
-        }
-        let Some(default_model) = providers.default_model(&provider) else {
-            return Err(ApiError::bad_request(
-                "provider_not_configured",
-                format!("provider {provider:?} is not configured on this server (set its API key or base URL)"),
-            ));
-        };
+        let default_model = check_provider(&provider, providers)?;
         let model = non_empty("model", self.model)?.unwrap_or_else(|| default_model.to_string());
         let sub_model = non_empty("sub_model", self.sub_model)?;
         let system_prompt = non_empty("system_prompt", self.system_prompt)?;
@@ -91,7 +83,11 @@ impl SubmitRun {
                 "`max_iterations` must be between 1 and {MAX_ITERATIONS}"
             )));
         }
-        let max_depth = self.max_depth.unwrap_or(1);
+        let sub_provider = non_empty("sub_provider", self.sub_provider)?;
+        if let Some(name) = &sub_provider {
+            check_provider(name, providers)?;
+        }
+        let max_depth = self.max_depth.unwrap_or(defaults.max_depth);
         if max_depth > MAX_DEPTH {
             return Err(ApiError::invalid(format!(
                 "`max_depth` must be between 0 and {MAX_DEPTH}"
@@ -109,6 +105,7 @@ impl SubmitRun {
                 provider,
                 model,
                 sub_model,
+                sub_provider,
                 max_depth,
                 max_iterations,
                 system_prompt,
@@ -143,10 +140,62 @@ fn resolve_limits(input: LimitsInput, defaults: &RunDefaults) -> Result<Limits, 
             "`limits.max_concurrent_subcalls` must be between 1 and {MAX_CONCURRENT_SUBCALLS}"
         )));
     }
+    let timeout_s = input
+        .timeout_s
+        .or(defaults.timeout.map(|t| t.as_secs_f64()));
+    if timeout_s.is_some_and(|t| !(t > 0.0 && t <= MAX_BLOCK_TIMEOUT_S)) {
+        return Err(ApiError::invalid(
+            "`limits.timeout_s` must be above 0 and at most 86400",
+        ));
+    }
+    let max_tokens = input.max_tokens.or(defaults.max_tokens);
+    if max_tokens.is_some_and(|n| n < 1) {
+        return Err(ApiError::invalid("`limits.max_tokens` must be at least 1"));
+    }
+    let max_cost_usd = input.max_cost_usd.or(defaults.max_cost_usd);
+    if max_cost_usd.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+        return Err(ApiError::invalid("`limits.max_cost_usd` must be above 0"));
+    }
+    let max_llm_calls = input.max_llm_calls.or(defaults.max_llm_calls);
+    if max_llm_calls.is_some_and(|n| n < 1) {
+        return Err(ApiError::invalid(
+            "`limits.max_llm_calls` must be at least 1",
+        ));
+    }
+    let max_errors = input.max_errors.or(defaults.max_errors);
+    if max_errors == Some(0) {
+        return Err(ApiError::invalid("`limits.max_errors` must be at least 1"));
+    }
     Ok(Limits {
         block_timeout_s,
         output_chars,
         max_concurrent_subcalls,
+        timeout_s,
+        max_tokens,
+        max_cost_usd,
+        max_llm_calls,
+        max_errors,
+    })
+}
+
+/// A provider name this server knows and has credentials for; returns its default model.
+fn check_provider<'p>(name: &str, providers: &'p Providers) -> Result<&'p str, ApiError> {
+    if !KNOWN_PROVIDERS.contains(&name) {
+        return Err(ApiError::bad_request(
+            "unknown_provider",
+            format!(
+                "unknown provider {name:?}; known providers: {}",
+                KNOWN_PROVIDERS.join(", ")
+            ),
+        ));
+    }
+    providers.default_model(name).ok_or_else(|| {
+        ApiError::bad_request(
+            "provider_not_configured",
+            format!(
+                "provider {name:?} is not configured on this server (set its API key or base URL)"
+            ),
+        )
     })
 }
 

@@ -1,4 +1,5 @@
-//! Model calls made from code in the REPL (`llm_query` and friends), served by the server.
+//! Model calls and child runs asked for by code in the REPL (`llm_query`, `rlm_query` and
+//! their batched forms), served by the server under the tree's limits.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -6,32 +7,38 @@ use std::time::Instant;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
-use super::recorder::{CallInfo, Recorder};
-use crate::providers::{prompt_chars, ChatModel, ChatRequest, Message};
+use super::calls::charged_call;
+use super::recorder::CallInfo;
+use super::{Engine, Parent};
+use crate::providers::{prompt_chars, ChatModel, Message};
 use crate::repl::{Host, HostCall};
-use crate::store::Write;
+use crate::store::{LlmCallRecord, StoreError, Write};
 
 pub struct SubcallHost<'a> {
-    pub recorder: &'a Recorder,
-    pub provider_name: &'a str,
+    pub engine: &'a Engine,
+    pub parent: &'a Parent<'a>,
+    /// The client of the run's sub-provider.
     pub provider: Arc<dyn ChatModel>,
-    pub default_model: &'a str,
-    pub max_concurrent: usize,
     pub iteration: u32,
 }
 
 impl Host for SubcallHost<'_> {
     async fn call(&self, call: HostCall) -> Result<Value, String> {
-        // Recursion is not available yet: rlm_query behaves as llm_query, as at the depth cap.
-        let (prompts, model, single) = match call {
-            HostCall::LlmQuery { prompt, model } | HostCall::RlmQuery { prompt, model } => {
-                (vec![prompt], model, true)
-            }
-            HostCall::LlmQueryBatched { prompts, model }
-            | HostCall::RlmQueryBatched { prompts, model } => (prompts, model, false),
+        let spec = &self.parent.run.spec;
+        // A child would sit at depth + 1; at the cap, rlm_query is a plain llm_query.
+        let may_recurse = self.parent.run.depth + 1 < spec.max_depth;
+        let (prompts, model, single, children) = match call {
+            HostCall::LlmQuery { prompt, model } => (vec![prompt], model, true, false),
+            HostCall::LlmQueryBatched { prompts, model } => (prompts, model, false, false),
+            HostCall::RlmQuery { prompt, model } => (vec![prompt], model, true, may_recurse),
+            HostCall::RlmQueryBatched { prompts, model } => (prompts, model, false, may_recurse),
         };
-        let model = model.unwrap_or_else(|| self.default_model.to_string());
-        let mut replies = self.batch(prompts, &model).await?;
+        let mut replies = if children {
+            self.children(prompts, model).await?
+        } else {
+            let model = model.unwrap_or_else(|| spec.sub_model().to_string());
+            self.batch(prompts, &model).await?
+        };
         Ok(if single {
             Value::String(replies.pop().unwrap_or_default())
         } else {
@@ -41,22 +48,28 @@ impl Host for SubcallHost<'_> {
 }
 
 impl SubcallHost<'_> {
+    fn max_concurrent(&self) -> usize {
+        self.parent.run.spec.limits.max_concurrent_subcalls.max(1)
+    }
+
     /// Runs the prompts concurrently (up to the run's bound), keeping their order. A failed
     /// prompt becomes an `Error: ...` string in its slot; the others are unaffected.
     async fn batch(&self, prompts: Vec<String>, model: &str) -> Result<Vec<String>, String> {
+        let recorder = self.parent.recorder;
         let started = Instant::now();
         let count = prompts.len();
-        self.recorder.emit(
+        recorder.emit(
             "subcalls.started",
             json!({"iteration": self.iteration, "count": count, "model": model}),
         );
         let calls = stream::iter(prompts)
             .map(|prompt| self.one(prompt, model))
-            .buffered(self.max_concurrent.max(1))
-            .collect::<Vec<(String, _)>>();
-        let results = self.recorder.flush_during(calls).await.map_err(internal)?;
+            .buffered(self.max_concurrent())
+            .collect::<Vec<(String, Option<LlmCallRecord>)>>();
+        let results = recorder.flush_during(calls).await.map_err(internal)?;
         let (replies, records): (Vec<String>, Vec<_>) = results.into_iter().unzip();
-        let failed = records.iter().filter(|r| r.error.is_some()).count();
+        let records: Vec<LlmCallRecord> = records.into_iter().flatten().collect();
+        let failed = replies.iter().filter(|r| r.starts_with("Error: ")).count();
         let data = json!({
             "iteration": self.iteration,
             "count": count,
@@ -64,39 +77,54 @@ impl SubcallHost<'_> {
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
         let writes = records.into_iter().map(Write::LlmCall).collect();
-        self.recorder.save(writes, "subcalls.finished", data);
+        recorder.save(writes, "subcalls.finished", data);
         Ok(replies)
     }
 
-    async fn one(&self, prompt: String, model: &str) -> (String, crate::store::LlmCallRecord) {
+    async fn one(&self, prompt: String, model: &str) -> (String, Option<LlmCallRecord>) {
         let messages = [Message::user(prompt)];
-        let started = Instant::now();
-        let result = self
-            .provider
-            .complete(ChatRequest {
-                model,
-                messages: &messages,
-            })
-            .await;
         let info = CallInfo {
             kind: "sub",
             iteration: Some(self.iteration),
-            provider: self.provider_name,
+            provider: self.parent.run.spec.sub_provider(),
             model,
             prompt_chars: prompt_chars(&messages),
         };
-        let record =
-            self.recorder
-                .call_record(&info, started.elapsed().as_millis() as i64, &result);
-        let reply = match result {
-            Ok(completion) => completion.text,
-            Err(error) => format!("Error: {error}"),
-        };
-        (reply, record)
+        let call = charged_call(
+            self.parent.tree,
+            self.parent.recorder,
+            self.provider.as_ref(),
+            &info,
+            &messages,
+        );
+        match call.await {
+            Ok((Ok(completion), record)) => (completion.text, Some(record)),
+            Ok((Err(error), record)) => (format!("Error: {error}"), Some(record)),
+            Err(limit) => (format!("Error: {} ({})", limit.message, limit.code), None),
+        }
+    }
+
+    /// Child runs, concurrently up to the run's bound, answers in the order of the prompts.
+    async fn children(
+        &self,
+        prompts: Vec<String>,
+        model: Option<String>,
+    ) -> Result<Vec<String>, String> {
+        let runs = stream::iter(prompts)
+            .map(|prompt| self.engine.run_child(self.parent, prompt, model.clone()))
+            .buffered(self.max_concurrent())
+            .collect::<Vec<Result<String, StoreError>>>();
+        let results = self
+            .parent
+            .recorder
+            .flush_during(runs)
+            .await
+            .map_err(internal)?;
+        results.into_iter().map(|r| r.map_err(internal)).collect()
     }
 }
 
-fn internal(error: crate::store::StoreError) -> String {
+fn internal(error: StoreError) -> String {
     tracing::error!(%error, "could not record sub-calls");
     "rlmd could not record this call (internal error)".to_string()
 }

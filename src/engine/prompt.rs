@@ -31,11 +31,18 @@ pub fn system_prompt(custom: Option<&str>, output_chars: usize) -> String {
 }
 
 /// The first user message: what the context is (never the context itself) and the task.
-pub fn context_summary(context_json: &str, prompt: &str) -> String {
-    format!(
-        "The variable `context` holds {}.\n\nThe question to answer:\n{prompt}",
-        describe_context(context_json)
-    )
+/// A child run has no separate question: its task is its context.
+pub fn context_summary(context_json: &str, question: Option<&str>) -> String {
+    let described = describe_context(context_json);
+    match question {
+        Some(question) => format!(
+            "The variable `context` holds {described}.\n\nThe question to answer:\n{question}"
+        ),
+        None => format!(
+            "The variable `context` holds {described}. It is your task: read it in the REPL and \
+             carry it out. Another program will use your answer."
+        ),
+    }
 }
 
 fn describe_context(json: &str) -> String {
@@ -139,14 +146,14 @@ mod tests {
 
     #[test]
     fn the_summary_describes_the_context_without_including_it() {
-        let summary = context_summary(r#""secret line one\nline two""#, "What is it?");
+        let summary = context_summary(r#""secret line one\nline two""#, Some("What is it?"));
         assert!(
             summary.contains("a str of 24 characters in 2 lines"),
             "{summary}"
         );
         assert!(!summary.contains("secret"));
-        assert!(context_summary("[1,2,3]", "q").contains("a list of 3 items"));
-        assert!(context_summary(r#"{"a":1}"#, "q").contains(r#"a dict with 1 keys ("a")"#));
+        assert!(context_summary("[1,2,3]", Some("q")).contains("a list of 3 items"));
+        assert!(context_summary(r#"{"a":1}"#, Some("q")).contains(r#"a dict with 1 keys ("a")"#));
     }
 
     #[test]

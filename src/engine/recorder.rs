@@ -1,12 +1,12 @@
 //! Writes what a run does to the store and publishes its events, tagged with the run.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
 use crate::domain::RunId;
 use crate::events::EventBus;
-use crate::providers::{Completion, ProviderError};
+use crate::providers::{Completion, PriceTable, ProviderError};
 use crate::store::{LlmCallRecord, Store, StoreResult, Write};
 
 /// Records are buffered and written in one transaction by `flush`, which the engine runs
@@ -16,6 +16,7 @@ use crate::store::{LlmCallRecord, Store, StoreResult, Write};
 pub struct Recorder {
     store: Store,
     bus: EventBus,
+    prices: Arc<PriceTable>,
     pub run_id: RunId,
     pub root_id: RunId,
     pub depth: u32,
@@ -29,6 +30,7 @@ impl Recorder {
     pub fn new(
         store: Store,
         bus: EventBus,
+        prices: Arc<PriceTable>,
         run_id: RunId,
         root_id: RunId,
         depth: u32,
@@ -37,6 +39,7 @@ impl Recorder {
         Self {
             store,
             bus,
+            prices,
             run_id,
             root_id,
             depth,
@@ -93,10 +96,14 @@ impl Recorder {
         latency_ms: i64,
         result: &Result<Completion, ProviderError>,
     ) -> LlmCallRecord {
-        let (reply, usage, error) = match result {
-            Ok(c) => (Some(c.text.clone()), c.usage, None),
-            Err(e) => (None, Default::default(), Some(e.to_string())),
+        let (reply, usage, reported_cost, error) = match result {
+            Ok(c) => (Some(c.text.clone()), c.usage, c.cost_usd, None),
+            Err(e) => (None, Default::default(), None, Some(e.to_string())),
         };
+        // The provider's own figure wins; a model missing from the table costs 0.
+        let cost_usd = reported_cost
+            .or_else(|| self.prices.cost(call.model, &usage))
+            .unwrap_or(0.0);
         LlmCallRecord {
             attempt: self.attempt,
             iteration: call.iteration,
@@ -108,6 +115,7 @@ impl Recorder {
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             cached_tokens: usage.cached_tokens,
+            cost_usd,
             latency_ms,
             error,
             created_at: crate::store::now_ms(),

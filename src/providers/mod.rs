@@ -1,6 +1,7 @@
 //! Model providers: one client per API family behind the `ChatModel` trait.
 
 mod openai;
+mod pricing;
 mod retry;
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 pub use openai::OpenAiClient;
+pub use pricing::{Price, PriceError, PriceTable};
 pub use retry::RetryPolicy;
 
 /// Every provider name a request may use.
@@ -82,6 +84,8 @@ pub struct Completion {
     pub text: String,
     pub usage: TokenUsage,
     pub finish_reason: Option<String>,
+    /// The cost the provider itself reported (OpenRouter does); it wins over the table.
+    pub cost_usd: Option<f64>,
 }
 
 /// A failed model call. Messages never carry the API key (see `redact`).

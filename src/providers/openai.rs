@@ -136,6 +136,7 @@ impl OpenAiClient {
                 cached_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
             },
             finish_reason: choice.finish_reason,
+            cost_usd: usage.cost,
         })
     }
 
@@ -235,6 +236,8 @@ struct Usage {
     #[serde(default)]
     completion_tokens: i64,
     prompt_tokens_details: Option<PromptTokensDetails>,
+    /// OpenRouter reports what the call cost.
+    cost: Option<f64>,
 }
 
 #[derive(Deserialize)]

@@ -120,7 +120,7 @@ fn serve(py: Python<'_>) -> PyResult<()> {
                 FromChild::Initialized
             }
             ToChild::Exec { code, output_chars } => {
-                let (stdout, stderr, error, answer) = prelude
+                let (stdout, stderr, error, answer, draft) = prelude
                     .getattr("run_block")?
                     .call1((code, output_chars))?
                     .extract()?;
@@ -129,6 +129,7 @@ fn serve(py: Python<'_>) -> PyResult<()> {
                     stderr,
                     error,
                     answer,
+                    draft,
                 })
             }
             ToChild::Resolve { name } => FromChild::Resolved {

@@ -184,16 +184,17 @@ def _restore_builtins():
         _ns["answer"] = {"content": "", "ready": False}
 
 
-def _submitted_answer():
+def _answer_content():
     answer = _ns.get("answer")
-    if isinstance(answer, dict) and answer.get("ready"):
-        content = answer.get("content", "")
-        return content if isinstance(content, str) else str(content)
-    return None
+    if not isinstance(answer, dict):
+        return None, False
+    content = answer.get("content", "")
+    content = content if isinstance(content, str) else str(content)
+    return content, bool(answer.get("ready"))
 
 
 def run_block(code, limit):
-    """Runs one block; returns (stdout, stderr, error, answer)."""
+    """Runs one block; returns (stdout, stderr, error, answer if submitted, draft answer)."""
     global _blocks_run
     _blocks_run += 1
     filename = f"<repl block {_blocks_run}>"
@@ -223,7 +224,14 @@ def run_block(code, limit):
         _restore_builtins()
     finally:
         sys.stdout, sys.stderr = saved
-    return out.getvalue(), err.getvalue(), error, _submitted_answer()
+    content, ready = _answer_content()
+    return (
+        out.getvalue(),
+        err.getvalue(),
+        error,
+        content if ready else None,
+        content or None,
+    )
 
 
 def resolve(name):

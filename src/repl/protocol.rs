@@ -71,6 +71,10 @@ pub struct ExecOutcome {
     pub error: Option<String>,
     /// The submitted answer, once `answer["ready"]` is true (or `FINAL` was called).
     pub answer: Option<String>,
+    /// `answer["content"]` when not empty, submitted or not: the run's partial answer if a
+    /// limit stops it.
+    #[serde(default)]
+    pub draft: Option<String>,
 }
 
 pub fn write_frame_sync(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {

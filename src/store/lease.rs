@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::events::{self, StoredEvent};
 use super::runs::{parse_id, RunRecord};
@@ -81,8 +81,11 @@ impl Store {
         let root_id = parse_id(row.try_get("root_id")?)?;
         let attempt = row.try_get::<i64, _>("attempts")? as u32;
         if attempt > 1 {
-            // A retry starts over: the dead attempt's partial trajectory would mislead.
-            // Its model calls stay, because they were paid for.
+            // A retry starts over: the dead attempt's partial trajectory would mislead, and
+            // its children died with it. Its model calls stay, because they were paid for.
+            let abandoned =
+                RunError::new("abandoned", "the tree was restarted after its worker died");
+            close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
             for table in ["code_blocks", "iterations"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?"))
                     .bind(id.to_string())
@@ -127,14 +130,17 @@ impl Store {
         })
     }
 
-    /// Records how a run ended, with its terminal event, if this worker still holds it.
+    /// Records how a run ended, if this worker still holds it (`owner`; `None` for a child
+    /// run, which lives inside its root's job), and ends its descendants that are still
+    /// running with it. Returns the terminal events, the run's own last; none if the run
+    /// was not this worker's to finish.
     pub async fn finish_run(
         &self,
         id: RunId,
         root_id: RunId,
-        owner: &str,
+        owner: Option<&str>,
         finish: &Finish,
-    ) -> StoreResult<Option<StoredEvent>> {
+    ) -> StoreResult<Vec<StoredEvent>> {
         let status = finish.status();
         let (answer, finish_reason, error) = match finish {
             Finish::Succeeded {
@@ -155,7 +161,7 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE runs SET status = ?, answer = ?, finish_reason = ?, error_code = ?, \
                  error_message = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND lease_owner = ? AND status = 'running'",
+             WHERE id = ? AND lease_owner IS ? AND status = 'running'",
         )
         .bind(status.as_str())
         .bind(&answer)
@@ -169,8 +175,17 @@ impl Store {
         .await?
         .rows_affected();
         if updated != 1 {
-            return Ok(None);
+            return Ok(Vec::new());
         }
+        let (descendant_status, descendant_error) = match (status, &error) {
+            (RunStatus::Failed, Some(error)) => (RunStatus::Failed, error.clone()),
+            _ => (
+                RunStatus::Cancelled,
+                RunError::new("cancelled", "the parent run ended first"),
+            ),
+        };
+        let mut events =
+            close_descendants(&mut tx, id, descendant_status, &descendant_error).await?;
         let data = json!({
             "status": status.as_str(),
             "answer": answer,
@@ -178,9 +193,9 @@ impl Store {
             "error": error,
         });
         let kind = format!("run.{}", status.as_str());
-        let event = events::insert(&mut tx, root_id, id, &kind, &data).await?;
+        events.push(events::insert(&mut tx, root_id, id, &kind, &data).await?);
         tx.commit().await?;
-        Ok(Some(event))
+        Ok(events)
     }
 
     /// Hands a run back to the queue (on shutdown). The try does not count against it.
@@ -189,7 +204,7 @@ impl Store {
         id: RunId,
         root_id: RunId,
         owner: &str,
-    ) -> StoreResult<Option<StoredEvent>> {
+    ) -> StoreResult<Vec<StoredEvent>> {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
@@ -202,12 +217,14 @@ impl Store {
         .await?
         .rows_affected();
         if updated != 1 {
-            return Ok(None);
+            return Ok(Vec::new());
         }
+        let abandoned = RunError::new("abandoned", "the tree was handed back to the queue");
+        let mut events = close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
         let data = json!({"status": "queued", "reason": "server shutting down"});
-        let event = events::insert(&mut tx, root_id, id, "run.requeued", &data).await?;
+        events.push(events::insert(&mut tx, root_id, id, "run.requeued", &data).await?);
         tx.commit().await?;
-        Ok(Some(event))
+        Ok(events)
     }
 
     /// Ends runs whose worker died and that may not be tried again: those out of tries
@@ -246,4 +263,38 @@ impl Store {
         tx.commit().await?;
         Ok(reaped)
     }
+}
+
+/// Ends every still-running descendant of `id` (children live inside their root's job, so
+/// when a run ends, whatever it started ends too), with a terminal event each.
+async fn close_descendants(
+    conn: &mut SqliteConnection,
+    id: RunId,
+    status: RunStatus,
+    error: &RunError,
+) -> StoreResult<Vec<StoredEvent>> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE tree(id) AS ( \
+             SELECT id FROM runs WHERE parent_id = ?1 \
+             UNION ALL SELECT r.id FROM runs r JOIN tree t ON r.parent_id = t.id) \
+         UPDATE runs SET status = ?2, error_code = ?3, error_message = ?4, finished_at = ?5 \
+         WHERE id IN (SELECT id FROM tree) AND status = 'running' \
+         RETURNING id, root_id",
+    )
+    .bind(id.to_string())
+    .bind(status.as_str())
+    .bind(&error.code)
+    .bind(&error.message)
+    .bind(now_ms())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let run_id = parse_id(row.try_get("id")?)?;
+        let root_id = parse_id(row.try_get("root_id")?)?;
+        let data = json!({"status": status.as_str(), "answer": null, "error": error});
+        let kind = format!("run.{}", status.as_str());
+        events.push(events::insert(conn, root_id, run_id, &kind, &data).await?);
+    }
+    Ok(events)
 }

@@ -80,19 +80,38 @@ impl Store {
     /// Stores a run as `queued`, with its context and its first event, in one transaction.
     /// Returns the run as stored (a worker may claim it the moment this commits).
     pub async fn insert_run(&self, run: &NewRun) -> StoreResult<(RunRecord, StoredEvent)> {
+        self.insert(run, RunStatus::Queued).await
+    }
+
+    /// Stores a child run as already `running`: it runs inside its root's job, never
+    /// through the queue.
+    pub async fn insert_child_run(&self, run: &NewRun) -> StoreResult<(RunRecord, StoredEvent)> {
+        self.insert(run, RunStatus::Running).await
+    }
+
+    async fn insert(
+        &self,
+        run: &NewRun,
+        status: RunStatus,
+    ) -> StoreResult<(RunRecord, StoredEvent)> {
         let created_at = now_ms();
+        let running = status == RunStatus::Running;
         let mut tx = self.write_tx().await?;
         sqlx::query(
-            "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at) \
-             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at, \
+                 started_at, attempts) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.id.to_string())
         .bind(run.root_id.to_string())
         .bind(run.parent_id.map(|p| p.to_string()))
         .bind(run.depth as i64)
+        .bind(status.as_str())
         .bind(&run.prompt)
         .bind(json_text(&run.spec))
         .bind(created_at)
+        .bind(running.then_some(created_at))
+        .bind(running as i64)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES (?, ?)")
@@ -100,24 +119,26 @@ impl Store {
             .bind(&run.context_json)
             .execute(&mut *tx)
             .await?;
-        let data = json!({"status": "queued", "depth": run.depth});
-        let event = events::insert(&mut tx, run.root_id, run.id, "run.queued", &data).await?;
+        let data =
+            json!({"status": status.as_str(), "depth": run.depth, "parent_id": run.parent_id});
+        let kind = if running { "run.started" } else { "run.queued" };
+        let event = events::insert(&mut tx, run.root_id, run.id, kind, &data).await?;
         tx.commit().await?;
         let record = RunRecord {
             id: run.id,
             root_id: run.root_id,
             parent_id: run.parent_id,
             depth: run.depth,
-            status: RunStatus::Queued,
+            status,
             prompt: run.prompt.clone(),
             spec: run.spec.clone(),
             answer: None,
             finish_reason: None,
             error: None,
-            attempts: 0,
+            attempts: running as u32,
             cancel_requested: false,
             created_at,
-            started_at: None,
+            started_at: running.then_some(created_at),
             finished_at: None,
             usage: Usage::default(),
             iterations: 0,

@@ -44,6 +44,7 @@ pub struct LlmCallRecord {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    pub cost_usd: f64,
     pub latency_ms: i64,
     pub error: Option<String>,
     pub created_at: i64,
@@ -114,7 +115,7 @@ impl Store {
         .collect::<Result<_, _>>()?;
         let llm_calls = sqlx::query(
             "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
-                 output_tokens, cached_tokens, latency_ms, error, created_at \
+                 output_tokens, cached_tokens, cost_usd, latency_ms, error, created_at \
              FROM llm_calls WHERE run_id = ? ORDER BY id",
         )
         .bind(&id)
@@ -169,6 +170,7 @@ fn llm_call_from_row(row: &SqliteRow) -> Result<LlmCallRecord, sqlx::Error> {
         input_tokens: row.try_get("input_tokens")?,
         output_tokens: row.try_get("output_tokens")?,
         cached_tokens: row.try_get("cached_tokens")?,
+        cost_usd: row.try_get("cost_usd")?,
         latency_ms: row.try_get("latency_ms")?,
         error: row.try_get("error")?,
         created_at: row.try_get("created_at")?,
@@ -226,8 +228,8 @@ async fn insert_llm_call(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
-             reply, input_tokens, output_tokens, cached_tokens, latency_ms, error, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             reply, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms, error, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(run_id.to_string())
     .bind(call.attempt as i64)
@@ -240,6 +242,7 @@ async fn insert_llm_call(
     .bind(call.input_tokens)
     .bind(call.output_tokens)
     .bind(call.cached_tokens)
+    .bind(call.cost_usd)
     .bind(call.latency_ms)
     .bind(&call.error)
     .bind(call.created_at)

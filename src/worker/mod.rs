@@ -119,8 +119,7 @@ impl WorkerPool {
             None => match control.reason() {
                 Some(StopReason::Shutdown) => {
                     match store.requeue_run(run.id, run.root_id, owner).await {
-                        Ok(Some(event)) => self.engine.bus.publish(event),
-                        Ok(None) => {}
+                        Ok(events) => events.into_iter().for_each(|e| self.engine.bus.publish(e)),
                         Err(error) => tracing::error!(%error, "could not hand the run back"),
                     }
                     tracing::info!("run handed back to the queue");
@@ -133,12 +132,17 @@ impl WorkerPool {
                 Some(StopReason::Cancelled) | None => Finish::Cancelled,
             },
         };
-        match store.finish_run(run.id, run.root_id, owner, &finish).await {
-            Ok(Some(event)) => {
-                tracing::info!(status = %event.kind, "run finished");
-                self.engine.bus.publish(event);
+        match store
+            .finish_run(run.id, run.root_id, Some(owner), &finish)
+            .await
+        {
+            Ok(events) if events.is_empty() => {
+                tracing::warn!("run finished after its lease was lost; result dropped")
             }
-            Ok(None) => tracing::warn!("run finished after its lease was lost; result dropped"),
+            Ok(events) => {
+                tracing::info!(status = finish_status(&finish), "run finished");
+                events.into_iter().for_each(|e| self.engine.bus.publish(e));
+            }
             Err(error) => tracing::error!(%error, "could not record the end of the run"),
         }
     }
@@ -185,5 +189,13 @@ impl WorkerPool {
                 Err(error) => tracing::warn!(%error, "could not reap abandoned runs"),
             }
         }
+    }
+}
+
+fn finish_status(finish: &Finish) -> &'static str {
+    match finish {
+        Finish::Succeeded { .. } => "succeeded",
+        Finish::Failed { .. } => "failed",
+        Finish::Cancelled => "cancelled",
     }
 }

@@ -1,0 +1,31 @@
+//! Model calls charged to the tree: admitted against its limits first, paid for after.
+
+use std::time::Instant;
+
+use super::recorder::{CallInfo, Recorder};
+use super::tree::Tree;
+use crate::domain::RunError;
+use crate::providers::{ChatModel, ChatRequest, Completion, Message, ProviderError};
+use crate::store::LlmCallRecord;
+
+/// Makes one model call for the tree. `Err` means a limit refused it (and stopped the tree);
+/// otherwise the provider's result comes back with the record to store. A call that pushes
+/// the tree over a budget is kept and recorded, and the tree is stopped behind it.
+pub async fn charged_call(
+    tree: &Tree,
+    recorder: &Recorder,
+    provider: &dyn ChatModel,
+    call: &CallInfo<'_>,
+    messages: &[Message],
+) -> Result<(Result<Completion, ProviderError>, LlmCallRecord), RunError> {
+    tree.admit_call()?;
+    let started = Instant::now();
+    let request = ChatRequest {
+        model: call.model,
+        messages,
+    };
+    let result = provider.complete(request).await;
+    let record = recorder.call_record(call, started.elapsed().as_millis() as i64, &result);
+    let _ = tree.charge(record.input_tokens + record.output_tokens, record.cost_usd);
+    Ok((result, record))
+}

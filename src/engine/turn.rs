@@ -1,0 +1,358 @@
+//! One run's turns: ask the model, run its code, feed the output back, watch the limits.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::calls::charged_call;
+use super::host::SubcallHost;
+use super::parse::{self, FinalMarker};
+use super::prompt;
+use super::recorder::{CallInfo, Recorder};
+use super::repl_slot::ReplSlot;
+use super::tree::Tree;
+use super::{Engine, EngineError, Parent};
+use crate::domain::{RunError, RunSpec};
+use crate::providers::{prompt_chars, ChatModel, Message};
+use crate::repl::{ExecOutcome, ReplError};
+use crate::store::{CodeBlockRecord, Finish, IterationRecord, RunRecord, Write};
+
+/// One run in progress: its conversation, its REPL, and what it would answer if stopped now.
+pub struct RunState<'a> {
+    engine: &'a Engine,
+    run: &'a RunRecord,
+    spec: &'a RunSpec,
+    tree: &'a Arc<Tree>,
+    pub recorder: Recorder,
+    provider: Arc<dyn ChatModel>,
+    pub repl: ReplSlot,
+    messages: Vec<Message>,
+    /// `answer["content"]` as the code last left it, submitted or not.
+    draft: Option<String>,
+    last_reply: Option<String>,
+    consecutive_errors: u32,
+}
+
+/// Why a root call produced no reply.
+enum CallFailure {
+    Provider(String),
+    Limit(RunError),
+}
+
+impl<'a> RunState<'a> {
+    pub fn new(
+        engine: &'a Engine,
+        run: &'a RunRecord,
+        tree: &'a Arc<Tree>,
+        recorder: Recorder,
+        provider: Arc<dyn ChatModel>,
+        repl: ReplSlot,
+        messages: Vec<Message>,
+    ) -> Self {
+        Self {
+            engine,
+            run,
+            spec: &run.spec,
+            tree,
+            recorder,
+            provider,
+            repl,
+            messages,
+            draft: None,
+            last_reply: None,
+            consecutive_errors: 0,
+        }
+    }
+
+    /// The run's end when a limit stops it: failed, with the best answer it had so far
+    /// (the code's draft answer, else the model's last reply).
+    pub fn stopped_by(&self, error: RunError) -> Finish {
+        Finish::Failed {
+            error,
+            partial_answer: self.draft.clone().or_else(|| self.last_reply.clone()),
+        }
+    }
+
+    pub async fn drive(&mut self) -> Result<Finish, EngineError> {
+        let max = self.spec.max_iterations;
+        for iteration in 1..=max {
+            if let Some(finish) = self.iterate(iteration).await? {
+                return Ok(finish);
+            }
+        }
+        self.final_call(max).await
+    }
+
+    /// One turn: ask the root model, run its blocks, feed the output back. Returns the
+    /// run's end when this turn produced an answer (or a fatal error).
+    async fn iterate(&mut self, iteration: u32) -> Result<Option<Finish>, EngineError> {
+        let started_at = crate::store::now_ms();
+        self.recorder
+            .emit("iteration.started", json!({"iteration": iteration}));
+        let model_started = Instant::now();
+        let reply = match self.root_call("root", Some(iteration)).await? {
+            Ok(text) => text,
+            Err(failure) => return Ok(Some(self.call_failed(failure))),
+        };
+        self.last_reply = Some(reply.clone());
+        let model_ms = model_started.elapsed().as_millis() as i64;
+        let exec_started = Instant::now();
+        let blocks = parse::repl_blocks(&reply);
+        let mut reports = Vec::with_capacity(blocks.len());
+        let mut answer = None;
+        let mut errored = false;
+        for (index, code) in blocks.iter().enumerate() {
+            let (report, outcome, failed) = self
+                .run_block(iteration, index + 1, blocks.len(), code)
+                .await?;
+            reports.push(report);
+            errored |= failed;
+            match outcome {
+                BlockEnd::Answer(text) => {
+                    answer = Some(text);
+                    break;
+                }
+                BlockEnd::ReplReset => break,
+                BlockEnd::Continue => {}
+            }
+        }
+        if answer.is_none() {
+            answer = self.final_marker_answer(&reply, &mut reports).await;
+        }
+        let exec_ms = exec_started.elapsed().as_millis() as i64;
+        let record = IterationRecord {
+            index: iteration,
+            reply: reply.clone(),
+            model_ms,
+            exec_ms,
+            started_at,
+            finished_at: crate::store::now_ms(),
+        };
+        self.recorder.save(
+            vec![Write::Iteration(record)],
+            "iteration.finished",
+            json!({"iteration": iteration, "reply": reply, "code_blocks": blocks.len(),
+                   "model_ms": model_ms, "exec_ms": exec_ms, "answered": answer.is_some()}),
+        );
+        if let Some(answer) = answer {
+            return Ok(Some(Finish::Succeeded {
+                answer,
+                finish_reason: "answer".into(),
+            }));
+        }
+        self.consecutive_errors = if errored {
+            self.consecutive_errors + 1
+        } else {
+            0
+        };
+        if let Some(max) = self.spec.limits.max_errors {
+            if self.consecutive_errors >= max {
+                let error = RunError::new(
+                    "errors",
+                    format!("{max} consecutive iterations ended with an error in their code"),
+                );
+                self.recorder.emit(
+                    "limit.tripped",
+                    json!({"code": error.code, "message": error.message}),
+                );
+                return Ok(Some(self.stopped_by(error)));
+            }
+        }
+        let mut feedback = if reports.is_empty() {
+            prompt::NO_CODE_NOTICE.to_string()
+        } else {
+            reports.join("\n\n")
+        };
+        feedback.push_str("\n\n");
+        feedback.push_str(&prompt::turn_marker(
+            iteration + 1,
+            self.spec.max_iterations,
+        ));
+        self.messages.push(Message::assistant(reply));
+        self.messages.push(Message::user(feedback));
+        Ok(None)
+    }
+
+    /// Runs one block, records it, and says how the turn should go on.
+    async fn run_block(
+        &mut self,
+        iteration: u32,
+        index: usize,
+        total: usize,
+        code: &str,
+    ) -> Result<(String, BlockEnd, bool), EngineError> {
+        let started = Instant::now();
+        let Some(sub_provider) = self.engine.providers.get(self.spec.sub_provider()) else {
+            let reason = format!("provider {:?} is not configured", self.spec.sub_provider());
+            return Ok((reason, BlockEnd::Continue, true));
+        };
+        let parent = Parent {
+            run: self.run,
+            recorder: &self.recorder,
+            tree: self.tree,
+        };
+        let host = SubcallHost {
+            engine: self.engine,
+            parent: &parent,
+            provider: sub_provider,
+            iteration,
+        };
+        let limits = &self.spec.limits;
+        let exec = self
+            .repl
+            .exec(code, limits.output_chars, limits.block_timeout(), &host);
+        let result = self.recorder.flush_during(exec).await?;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let (outcome, timed_out, end) = match result {
+            Ok(outcome) => {
+                if outcome.draft.is_some() {
+                    self.draft = outcome.draft.clone();
+                }
+                let end = match &outcome.answer {
+                    Some(answer) => BlockEnd::Answer(answer.clone()),
+                    None => BlockEnd::Continue,
+                };
+                (outcome, false, end)
+            }
+            Err(error) => {
+                let timed_out = matches!(error, ReplError::Timeout(_));
+                let reason = match &error {
+                    ReplError::Timeout(limit) => format!(
+                        "TimeoutError: the block was stopped after {:.1} s (the per-block limit).",
+                        limit.as_secs_f64()
+                    ),
+                    other => format!("ReplError: {other}."),
+                };
+                tracing::warn!(%error, "REPL reset");
+                self.repl.reset().await;
+                self.recorder.emit(
+                    "repl.reset",
+                    json!({"iteration": iteration, "block": index, "reason": reason}),
+                );
+                let outcome = ExecOutcome {
+                    stderr: prompt::repl_reset_notice(&reason),
+                    error: Some(reason),
+                    ..ExecOutcome::default()
+                };
+                (outcome, timed_out, BlockEnd::ReplReset)
+            }
+        };
+        let record = CodeBlockRecord {
+            iteration,
+            index: index as u32,
+            code: code.to_string(),
+            stdout: outcome.stdout.clone(),
+            stderr: outcome.stderr.clone(),
+            error: outcome.error.clone(),
+            timed_out,
+            duration_ms,
+        };
+        self.recorder.save(
+            vec![Write::CodeBlock(record)],
+            "code.executed",
+            json!({"iteration": iteration, "block": index, "code": code, "stdout": outcome.stdout,
+                   "stderr": outcome.stderr, "error": outcome.error, "timed_out": timed_out,
+                   "duration_ms": duration_ms}),
+        );
+        let failed = outcome.error.is_some();
+        Ok((prompt::block_report(index, total, &outcome), end, failed))
+    }
+
+    /// An answer given as `FINAL(...)` / `FINAL_VAR(...)` in the reply's prose.
+    async fn final_marker_answer(
+        &mut self,
+        reply: &str,
+        reports: &mut Vec<String>,
+    ) -> Option<String> {
+        match parse::final_marker(reply)? {
+            FinalMarker::Text(text) => Some(text),
+            FinalMarker::Var(name) => match self.repl.resolve(&name).await {
+                Ok(Some(value)) => Some(value),
+                Ok(None) => {
+                    reports.push(format!("FINAL_VAR({name}): there is no variable named {name:?}; nothing was submitted."));
+                    None
+                }
+                Err(error) => {
+                    reports.push(format!("FINAL_VAR({name}) failed: {error}"));
+                    None
+                }
+            },
+        }
+    }
+
+    /// Out of turns: one last call for the best answer, which is taken as it comes.
+    async fn final_call(&mut self, max: u32) -> Result<Finish, EngineError> {
+        self.messages.push(Message::user(prompt::FINAL_CALL));
+        self.recorder
+            .emit("run.final_call", json!({"iterations": max}));
+        let reply = match self.root_call("final", None).await? {
+            Ok(text) => text,
+            Err(failure) => return Ok(self.call_failed(failure)),
+        };
+        let answer = match parse::final_marker(&reply) {
+            Some(FinalMarker::Text(text)) => text,
+            _ => reply.trim().to_string(),
+        };
+        Ok(Finish::Succeeded {
+            answer,
+            finish_reason: "max_iterations".into(),
+        })
+    }
+
+    /// A call to the root model with the conversation so far, charged and recorded.
+    async fn root_call(
+        &self,
+        kind: &str,
+        iteration: Option<u32>,
+    ) -> Result<Result<String, CallFailure>, EngineError> {
+        let info = CallInfo {
+            kind,
+            iteration,
+            provider: &self.spec.provider,
+            model: &self.spec.model,
+            prompt_chars: prompt_chars(&self.messages),
+        };
+        let call = charged_call(
+            self.tree,
+            &self.recorder,
+            self.provider.as_ref(),
+            &info,
+            &self.messages,
+        );
+        let (result, record) = match self.recorder.flush_during(call).await? {
+            Ok(made) => made,
+            Err(limit) => return Ok(Err(CallFailure::Limit(limit))),
+        };
+        let data = json!({"kind": kind, "iteration": iteration, "model": self.spec.model,
+                          "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
+                          "cost_usd": record.cost_usd, "latency_ms": record.latency_ms,
+                          "error": record.error});
+        self.recorder
+            .save(vec![Write::LlmCall(record)], "llm.called", data);
+        Ok(result
+            .map(|c| c.text)
+            .map_err(|e| CallFailure::Provider(e.to_string())))
+    }
+
+    fn call_failed(&self, failure: CallFailure) -> Finish {
+        match failure {
+            CallFailure::Provider(message) => failed("provider_error", message),
+            CallFailure::Limit(error) => self.stopped_by(error),
+        }
+    }
+}
+
+enum BlockEnd {
+    Continue,
+    Answer(String),
+    /// The REPL timed out or died: the rest of the reply is skipped.
+    ReplReset,
+}
+
+pub fn failed(code: &str, message: impl Into<String>) -> Finish {
+    Finish::Failed {
+        error: RunError::new(code, message),
+        partial_answer: None,
+    }
+}
