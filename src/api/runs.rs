@@ -15,7 +15,9 @@ use super::json::{ApiJson, ApiQuery};
 use super::submit::SubmitRun;
 use super::{views, AppState};
 use crate::domain::{RunId, RunStatus};
-use crate::store::{CancelOutcome, ListFilter};
+use std::collections::HashMap;
+
+use crate::store::{total_usage, CancelOutcome, ListFilter, RunRecord, Store};
 use crate::worker::StopReason;
 
 const DEFAULT_PAGE: u32 = 20;
@@ -62,7 +64,22 @@ async fn show(
         .get_run(run_id)
         .await?
         .ok_or_else(|| ApiError::run_not_found(&id))?;
-    Ok(Json(views::run(&run)))
+    Ok(Json(run_detail(&state.store, &run).await?))
+}
+
+/// A run with its spending by model and, for a root, its whole tree's.
+async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, ApiError> {
+    let mut view = views::run(run);
+    view["usage_by_model"] = json!(store.usage_by_model(run.id, false).await?);
+    if run.parent_id.is_none() {
+        let by_model = store.usage_by_model(run.id, true).await?;
+        view["tree"] = json!({
+            "runs": store.tree_size(run.id).await?,
+            "usage": total_usage(by_model.values().cloned()),
+            "usage_by_model": by_model,
+        });
+    }
+    Ok(view)
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,8 +141,23 @@ async fn trajectory(
         .get_run(run_id)
         .await?
         .ok_or_else(|| ApiError::run_not_found(&id))?;
+    let descendants = state.store.descendants(run_id).await?;
+    // Deepest first, so each run's children are built before it.
+    let mut children_of: HashMap<RunId, Vec<Value>> = HashMap::new();
+    for child in descendants.iter().rev() {
+        let trajectory = state.store.load_trajectory(child.id).await?;
+        let mut children = children_of.remove(&child.id).unwrap_or_default();
+        children.reverse();
+        let node = views::trajectory(views::run(child), &trajectory, children);
+        if let Some(parent) = child.parent_id {
+            children_of.entry(parent).or_default().push(node);
+        }
+    }
     let trajectory = state.store.load_trajectory(run_id).await?;
-    Ok(Json(views::trajectory(&run, &trajectory)))
+    let mut children = children_of.remove(&run_id).unwrap_or_default();
+    children.reverse();
+    let detail = run_detail(&state.store, &run).await?;
+    Ok(Json(views::trajectory(detail, &trajectory, children)))
 }
 
 /// Cancels a run: a queued one at once; a running one is stopped by its worker (its REPL

@@ -29,6 +29,7 @@ pub fn run(run: &RunRecord) -> Value {
         "finish_reason": run.finish_reason,
         "error": run.error,
         "usage": run.usage,
+        "cost_usd": run.usage.cost_usd,
         "iterations": run.iterations,
         "attempts": run.attempts,
         "cancel_requested": run.cancel_requested,
@@ -41,7 +42,8 @@ pub fn run(run: &RunRecord) -> Value {
     })
 }
 
-pub fn trajectory(record: &RunRecord, trajectory: &Trajectory) -> Value {
+/// A run's trajectory: `run` is its view, `children` the trajectories of its child runs.
+pub fn trajectory(run: Value, trajectory: &Trajectory, children: Vec<Value>) -> Value {
     let iterations: Vec<Value> = trajectory
         .iterations
         .iter()
@@ -88,6 +90,7 @@ pub fn trajectory(record: &RunRecord, trajectory: &Trajectory) -> Value {
                 "input_tokens": c.input_tokens,
                 "output_tokens": c.output_tokens,
                 "cached_tokens": c.cached_tokens,
+                "cost_usd": c.cost_usd,
                 "latency_ms": c.latency_ms,
                 "error": c.error,
                 "created_at": timestamp(c.created_at),
@@ -95,10 +98,10 @@ pub fn trajectory(record: &RunRecord, trajectory: &Trajectory) -> Value {
         })
         .collect();
     json!({
-        "run": run(record),
+        "run": run,
         "iterations": iterations,
         "llm_calls": calls,
-        "children": [],
+        "children": children,
     })
 }
 

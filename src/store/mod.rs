@@ -8,6 +8,7 @@ mod events;
 mod lease;
 mod runs;
 mod trajectory;
+mod tree;
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +20,7 @@ pub use events::StoredEvent;
 pub use lease::{ClaimedRun, Finish, LeaseState};
 pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Usage};
 pub use trajectory::{CodeBlockRecord, IterationRecord, LlmCallRecord, Trajectory, Write};
+pub use tree::total as total_usage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -26,6 +26,7 @@ pub struct Usage {
     pub output_tokens: i64,
     pub cached_tokens: i64,
     pub llm_calls: i64,
+    pub cost_usd: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -67,14 +68,16 @@ pub enum CancelOutcome {
 }
 
 // Usage is summed from the calls themselves, so it can never drift from them.
-const RUN_COLUMNS: &str = "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
+pub(super) const RUN_COLUMNS: &str =
+    "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
     r.answer, r.finish_reason, r.error_code, r.error_message, r.attempts, r.cancel_requested, \
     r.created_at, r.started_at, r.finished_at, \
     (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
     (SELECT SUM(input_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS input_tokens, \
     (SELECT SUM(output_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS output_tokens, \
     (SELECT SUM(cached_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS cached_tokens, \
-    (SELECT COUNT(*) FROM llm_calls c WHERE c.run_id = r.id) AS llm_calls";
+    (SELECT COUNT(*) FROM llm_calls c WHERE c.run_id = r.id) AS llm_calls, \
+    (SELECT TOTAL(cost_usd) FROM llm_calls c WHERE c.run_id = r.id) AS cost_usd";
 
 impl Store {
     /// Stores a run as `queued`, with its context and its first event, in one transaction.
@@ -222,7 +225,7 @@ pub(super) fn parse_id(text: String) -> StoreResult<RunId> {
         .map_err(|_| StoreError::Corrupt(format!("bad run id {text:?}")))
 }
 
-fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
+pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
     let status: String = row.try_get("status")?;
     let spec: String = row.try_get("spec")?;
     let error_code: Option<String> = row.try_get("error_code")?;
@@ -253,6 +256,7 @@ fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
             output_tokens: row.try_get::<Option<i64>, _>("output_tokens")?.unwrap_or(0),
             cached_tokens: row.try_get::<Option<i64>, _>("cached_tokens")?.unwrap_or(0),
             llm_calls: row.try_get::<Option<i64>, _>("llm_calls")?.unwrap_or(0),
+            cost_usd: row.try_get("cost_usd")?,
         },
     })
 }

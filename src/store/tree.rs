@@ -1,0 +1,83 @@
+//! Reading a tree of runs: a run's descendants, and what a run or a whole tree spent.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use super::runs::{run_from_row, RunRecord, Usage, RUN_COLUMNS};
+use super::{Store, StoreResult};
+use crate::domain::RunId;
+
+impl Store {
+    /// Every run below `id`, parents before their children, siblings in creation order.
+    pub async fn descendants(&self, id: RunId) -> StoreResult<Vec<RunRecord>> {
+        let sql = format!(
+            "WITH RECURSIVE tree(id, depth) AS ( \
+                 SELECT id, depth FROM runs WHERE parent_id = ?1 \
+                 UNION ALL SELECT r.id, r.depth FROM runs r JOIN tree t ON r.parent_id = t.id) \
+             SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN (SELECT id FROM tree) \
+             ORDER BY r.depth, r.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Spending by model: of one run, or (`whole_tree`) of every run in the tree `id` roots.
+    pub async fn usage_by_model(
+        &self,
+        id: RunId,
+        whole_tree: bool,
+    ) -> StoreResult<BTreeMap<String, Usage>> {
+        let scope = if whole_tree {
+            "c.run_id IN (SELECT id FROM runs WHERE root_id = ?)"
+        } else {
+            "c.run_id = ?"
+        };
+        let sql = format!(
+            "SELECT c.model, SUM(c.input_tokens) AS input_tokens, SUM(c.output_tokens) AS output_tokens, \
+                 SUM(c.cached_tokens) AS cached_tokens, COUNT(*) AS llm_calls, TOTAL(c.cost_usd) AS cost_usd \
+             FROM llm_calls c WHERE {scope} GROUP BY c.model"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut by_model = BTreeMap::new();
+        for row in rows {
+            let usage = Usage {
+                input_tokens: row.try_get("input_tokens")?,
+                output_tokens: row.try_get("output_tokens")?,
+                cached_tokens: row.try_get("cached_tokens")?,
+                llm_calls: row.try_get("llm_calls")?,
+                cost_usd: row.try_get("cost_usd")?,
+            };
+            by_model.insert(row.try_get("model")?, usage);
+        }
+        Ok(by_model)
+    }
+
+    /// How many runs the tree rooted at `root_id` has, itself included.
+    pub async fn tree_size(&self, root_id: RunId) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE root_id = ?")
+                .bind(root_id.to_string())
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// The sum of several usages.
+pub fn total(usages: impl IntoIterator<Item = Usage>) -> Usage {
+    usages.into_iter().fold(Usage::default(), |mut sum, u| {
+        sum.input_tokens += u.input_tokens;
+        sum.output_tokens += u.output_tokens;
+        sum.cached_tokens += u.cached_tokens;
+        sum.llm_calls += u.llm_calls;
+        sum.cost_usd += u.cost_usd;
+        sum
+    })
+}

@@ -1,0 +1,215 @@
+//! Child RLMs: `rlm_query` starts runs one level deeper, each with its own REPL, stored,
+//! streamed and accounted as one tree.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_model::{SeenRequest, COMPLETION_TOKENS, PROMPT_TOKENS};
+use common::*;
+use serde_json::{json, Value};
+
+fn model_of(request: &SeenRequest) -> String {
+    request.body["model"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Root code hands each item to a child; children shout their context back; grandchildren
+/// (model "leaf") reverse it.
+fn tree_script(request: &SeenRequest, _: usize) -> Reply {
+    if !request.is_root() {
+        return text(format!("plain llm: {}", request.last_user_text()));
+    }
+    match model_of(request).as_str() {
+        "kid" => code("answer['content'] = context.upper()\nanswer['ready'] = True"),
+        "mid" => code("inner = rlm_query(context + '!', model='leaf')\nanswer['content'] = 'mid(' + inner + ')'\nanswer['ready'] = True"),
+        "leaf" => code("answer['content'] = context[::-1]\nanswer['ready'] = True"),
+        "broken" => Reply::Error { status: 400, message: "this model is broken".into() },
+        _ => {
+            let question = request.messages()[1]["content"].as_str().unwrap_or_default().to_string();
+            if question.contains("three kids") {
+                code("r = rlm_query_batched([f'item {i}' for i in range(3)], model='kid')\nanswer['content'] = '|'.join(r)\nanswer['ready'] = True")
+            } else if question.contains("deep") {
+                code("answer['content'] = rlm_query('abc', model='mid')\nanswer['ready'] = True")
+            } else if question.contains("broken kid") {
+                code("answer['content'] = rlm_query('x', model='broken')\nanswer['ready'] = True")
+            } else {
+                code("answer['content'] = rlm_query('at the cap')\nanswer['ready'] = True")
+            }
+        }
+    }
+}
+
+fn children(trajectory: &Value) -> Vec<Value> {
+    trajectory["children"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Every model call in a trajectory tree.
+fn all_calls(trajectory: &Value) -> Vec<Value> {
+    let mut calls = trajectory["llm_calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for child in children(trajectory) {
+        calls.extend(all_calls(&child));
+    }
+    calls
+}
+
+#[tokio::test]
+async fn batched_children_run_as_their_own_runs_and_answer_in_order() {
+    let model = FakeModel::with_script(Duration::ZERO, tree_script).await;
+    let app = spawn_app(&model).await;
+
+    let id = app
+        .submit_ok(&json!({"prompt": "Ask three kids.", "model": "boss", "max_depth": 2}))
+        .await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "ITEM 0|ITEM 1|ITEM 2");
+    let trajectory = app.trajectory(&id).await;
+    let kids = children(&trajectory);
+    assert_eq!(kids.len(), 3);
+    let mut answers: Vec<String> = Vec::new();
+    for kid in &kids {
+        let kid_run = &kid["run"];
+        assert_eq!(kid_run["status"], "succeeded");
+        assert_eq!(kid_run["depth"], 1);
+        assert_eq!(kid_run["parent_id"], id.as_str());
+        assert_eq!(kid_run["root_id"], id.as_str());
+        assert_eq!(kid_run["model"], "kid");
+        assert_eq!(kid["iterations"].as_array().unwrap().len(), 1);
+        answers.push(kid_run["answer"].as_str().unwrap().to_string());
+    }
+    answers.sort();
+    assert_eq!(answers, ["ITEM 0", "ITEM 1", "ITEM 2"]);
+    // A child is a run of its own: readable by id, not listed among the roots.
+    let kid_id = kids[0]["run"]["id"].as_str().unwrap();
+    assert_eq!(app.run(kid_id).await["status"], "succeeded");
+    let (_, list) = app.get("/v1/runs").await;
+    assert_eq!(list["runs"].as_array().unwrap().len(), 1);
+
+    // The tree's totals are the sum of its calls, by model.
+    let calls = all_calls(&trajectory);
+    assert_eq!(calls.len(), 4);
+    assert_eq!(run["tree"]["runs"], 4);
+    assert_eq!(run["tree"]["usage"]["llm_calls"], 4);
+    assert_eq!(run["tree"]["usage"]["input_tokens"], 4 * PROMPT_TOKENS);
+    assert_eq!(run["tree"]["usage"]["output_tokens"], 4 * COMPLETION_TOKENS);
+    assert_eq!(run["tree"]["usage_by_model"]["kid"]["llm_calls"], 3);
+    assert_eq!(run["tree"]["usage_by_model"]["boss"]["llm_calls"], 1);
+    assert_eq!(
+        run["usage"]["llm_calls"], 1,
+        "the root's own usage is its own calls"
+    );
+}
+
+#[tokio::test]
+async fn the_root_stream_carries_every_descendant_and_closes_after_the_root() {
+    let model = FakeModel::with_script(Duration::ZERO, tree_script).await;
+    let app = spawn_app(&model).await;
+
+    let id = app
+        .submit_ok(&json!({"prompt": "Go deep.", "model": "boss", "max_depth": 3}))
+        .await;
+    let events = app.events(&id, None).await;
+    let run = app.run(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "mid(!cba)");
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids,
+        (1..=events.len() as i64).collect::<Vec<_>>(),
+        "gap in the tree's sequence"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.event.as_str(), last.data["run_id"].as_str()),
+        ("run.succeeded", Some(id.as_str()))
+    );
+    let depths: std::collections::BTreeSet<i64> = events
+        .iter()
+        .filter_map(|e| e.data["data"]["depth"].as_i64())
+        .collect();
+    assert_eq!(depths.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+    let runs: std::collections::BTreeSet<&str> = events
+        .iter()
+        .filter_map(|e| e.data["run_id"].as_str())
+        .collect();
+    assert_eq!(
+        runs.len(),
+        3,
+        "root, child and grandchild all stream on the root"
+    );
+    for kind in ["child.started", "child.finished"] {
+        assert_eq!(
+            events.iter().filter(|e| e.event == kind).count(),
+            2,
+            "{kind}"
+        );
+    }
+    // Each descendant ended before the root did.
+    let succeeded = events.iter().filter(|e| e.event == "run.succeeded").count();
+    assert_eq!(succeeded, 3);
+
+    let trajectory = app.trajectory(&id).await;
+    let mid = &children(&trajectory)[0];
+    assert_eq!(mid["run"]["depth"], 1);
+    let leaf = &children(mid)[0];
+    assert_eq!(
+        (leaf["run"]["depth"].clone(), leaf["run"]["answer"].clone()),
+        (json!(2), json!("!cba"))
+    );
+    // A child's own stream holds only its own events.
+    let mid_id = mid["run"]["id"].as_str().unwrap();
+    let mid_events = app.events(mid_id, None).await;
+    assert!(mid_events.iter().all(|e| e.data["run_id"] == mid_id));
+    assert_eq!(mid_events.last().unwrap().event, "run.succeeded");
+}
+
+#[tokio::test]
+async fn at_the_depth_cap_rlm_query_is_a_plain_sub_call() {
+    let model = FakeModel::with_script(Duration::ZERO, tree_script).await;
+    let app = spawn_app(&model).await;
+
+    let id = app
+        .submit_ok(&json!({"prompt": "Stay flat.", "model": "boss"}))
+        .await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "plain llm: at the cap");
+    assert_eq!(run["tree"]["runs"], 1);
+}
+
+#[tokio::test]
+async fn a_failing_child_is_an_error_string_for_its_parent() {
+    let model = FakeModel::with_script(Duration::ZERO, tree_script).await;
+    let app = spawn_app(&model).await;
+
+    let id = app
+        .submit_ok(&json!({"prompt": "Use the broken kid.", "model": "boss", "max_depth": 2}))
+        .await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let answer = run["answer"].as_str().unwrap();
+    let trajectory = app.trajectory(&id).await;
+    let kid = &children(&trajectory)[0]["run"];
+    assert_eq!(kid["status"], "failed");
+    assert_eq!(kid["error"]["code"], "provider_error");
+    assert_eq!(
+        answer,
+        format!(
+            "Error: the child run {} failed (provider_error): openai answered HTTP 400: this model is broken (invalid_request_error)",
+            kid["id"].as_str().unwrap()
+        )
+    );
+}
