@@ -41,6 +41,7 @@ pub struct Application {
     port: u16,
     state: AppState,
     pool: WorkerPool,
+    writes: TaskTracker,
     config: Config,
 }
 
@@ -72,12 +73,14 @@ impl Application {
         let bus = EventBus::new(4096);
         let jobs = RunningJobs::default();
         let wake = Arc::new(Notify::new());
+        let writes = TaskTracker::new();
         let engine = Engine {
             store: store.clone(),
             bus: bus.clone(),
             providers: providers.clone(),
             prices,
             sandbox: Arc::new(config.sandbox.clone()),
+            writes: writes.clone(),
         };
         let pool = WorkerPool::new(
             engine,
@@ -104,6 +107,7 @@ impl Application {
             port,
             state,
             pool,
+            writes,
             config,
         })
     }
@@ -137,6 +141,9 @@ impl Application {
             self.state.jobs.stop_all(StopReason::Shutdown);
             tracker.wait().await;
         }
+        // Records of runs stopped on the way out are still being written.
+        self.writes.close();
+        self.writes.wait().await;
         self.state.store.close().await;
         tracing::info!("rlmd stopped");
         served

@@ -417,6 +417,11 @@ async fn many_runs_at_once_all_finish_with_their_own_answers() {
         let run = app.wait_for_end(&id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
         assert_eq!(run["answer"], format!("sub {i}a|sub {i}b|sub {i}c"));
-        assert_eq!(run["usage"]["llm_calls"], 5);
+        assert_eq!(
+            run["usage"]["llm_calls"],
+            5,
+            "{}",
+            app.trajectory(&id).await["llm_calls"]
+        );
     }
 }

@@ -213,3 +213,54 @@ async fn a_failing_child_is_an_error_string_for_its_parent() {
         )
     );
 }
+
+#[tokio::test]
+async fn cancelling_a_root_stops_every_descendant_at_once() {
+    let model = FakeModel::with_script(Duration::ZERO, |request, _| {
+        match request.body["model"].as_str() {
+            Some("kid") => code("rlm_query('deeper', model='grandkid')"),
+            Some("grandkid") => code("import time\ntime.sleep(60)"),
+            _ => code("rlm_query('start', model='kid')"),
+        }
+    })
+    .await;
+    let app = spawn_app(&model).await;
+    let id = app
+        .submit_ok(&json!({"prompt": "Three levels.", "max_depth": 3}))
+        .await;
+    // Wait until root, child and grandchild each have a REPL running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while processes_in(&app.scratch) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tree never got three REPLs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let started = std::time::Instant::now();
+    let (status, run) = app
+        .post_raw(&format!("/v1/runs/{id}/cancel"), "", "application/json")
+        .await;
+
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "cancel took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(processes_in(&app.scratch), 0, "a REPL of the tree survived");
+    let trajectory = app.trajectory(&id).await;
+    let kid = &children(&trajectory)[0];
+    let grandkid = &children(kid)[0];
+    assert_eq!(kid["run"]["status"], "cancelled");
+    assert_eq!(grandkid["run"]["status"], "cancelled");
+    let events = app.events(&id, None).await;
+    assert_eq!(events.last().unwrap().event, "run.cancelled");
+    assert_eq!(events.last().unwrap().data["run_id"], id.as_str());
+    assert_eq!(
+        events.iter().filter(|e| e.event == "run.cancelled").count(),
+        3
+    );
+}

@@ -8,22 +8,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-/// Processes whose working directory is inside `dir` (REPL children of a test server).
-fn processes_in(dir: &std::path::Path) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .chars()
-                .all(|c| c.is_ascii_digit())
-        })
-        .filter_map(|e| std::fs::read_link(e.path().join("cwd")).ok())
-        .filter(|cwd| cwd.starts_with(dir))
-        .count()
-}
-
 #[tokio::test]
 async fn an_endless_loop_is_stopped_by_the_block_timeout_and_the_server_keeps_serving() {
     let model = FakeModel::start(

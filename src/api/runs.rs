@@ -46,11 +46,15 @@ async fn submit(
     let (run, event) = state.store.insert_run(&new_run).await?;
     state.bus.publish(event);
     state.wake.notify_waiters();
+    // The same shape as GET, built from what was stored (a worker may already have it).
+    let mut view = views::run(&run);
+    view["usage_by_model"] = json!({});
+    view["tree"] = json!({"runs": 1, "usage": run.usage, "usage_by_model": {}});
     let location = format!("/v1/runs/{}", run.id);
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(views::run(&run)),
+        Json(view),
     ))
 }
 

@@ -1,7 +1,7 @@
 //! Model calls and child runs asked for by code in the REPL (`llm_query`, `rlm_query` and
 //! their batched forms), served by the server under the tree's limits.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
@@ -12,7 +12,7 @@ use super::recorder::CallInfo;
 use super::{Engine, Parent};
 use crate::providers::{prompt_chars, ChatModel, Message};
 use crate::repl::{Host, HostCall};
-use crate::store::{LlmCallRecord, StoreError, Write};
+use crate::store::StoreError;
 
 pub struct SubcallHost<'a> {
     pub engine: &'a Engine,
@@ -20,6 +20,8 @@ pub struct SubcallHost<'a> {
     /// The client of the run's sub-provider.
     pub provider: Arc<dyn ChatModel>,
     pub iteration: u32,
+    /// Where the code's latest draft answer is kept.
+    pub draft: &'a Mutex<Option<String>>,
 }
 
 impl Host for SubcallHost<'_> {
@@ -32,6 +34,10 @@ impl Host for SubcallHost<'_> {
             HostCall::LlmQueryBatched { prompts, model } => (prompts, model, false, false),
             HostCall::RlmQuery { prompt, model } => (vec![prompt], model, true, may_recurse),
             HostCall::RlmQueryBatched { prompts, model } => (prompts, model, false, may_recurse),
+            HostCall::Draft { content } => {
+                *self.draft.lock().unwrap_or_else(|p| p.into_inner()) = Some(content);
+                return Ok(Value::Null);
+            }
         };
         let mut replies = if children {
             self.children(prompts, model).await?
@@ -65,10 +71,8 @@ impl SubcallHost<'_> {
         let calls = stream::iter(prompts)
             .map(|prompt| self.one(prompt, model))
             .buffered(self.max_concurrent())
-            .collect::<Vec<(String, Option<LlmCallRecord>)>>();
-        let results = recorder.flush_during(calls).await.map_err(internal)?;
-        let (replies, records): (Vec<String>, Vec<_>) = results.into_iter().unzip();
-        let records: Vec<LlmCallRecord> = records.into_iter().flatten().collect();
+            .collect::<Vec<String>>();
+        let replies = recorder.flush_during(calls).await.map_err(internal)?;
         let failed = replies.iter().filter(|r| r.starts_with("Error: ")).count();
         let data = json!({
             "iteration": self.iteration,
@@ -76,12 +80,12 @@ impl SubcallHost<'_> {
             "failed": failed,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
-        let writes = records.into_iter().map(Write::LlmCall).collect();
-        recorder.save(writes, "subcalls.finished", data);
+        recorder.emit("subcalls.finished", data);
         Ok(replies)
     }
 
-    async fn one(&self, prompt: String, model: &str) -> (String, Option<LlmCallRecord>) {
+    /// One sub-call: its reply, or an `Error: ...` string. Its record is already queued.
+    async fn one(&self, prompt: String, model: &str) -> String {
         let messages = [Message::user(prompt)];
         let info = CallInfo {
             kind: "sub",
@@ -98,9 +102,9 @@ impl SubcallHost<'_> {
             &messages,
         );
         match call.await {
-            Ok((Ok(completion), record)) => (completion.text, Some(record)),
-            Ok((Err(error), record)) => (format!("Error: {error}"), Some(record)),
-            Err(limit) => (format!("Error: {} ({})", limit.message, limit.code), None),
+            Ok((Ok(completion), _)) => completion.text,
+            Ok((Err(error), _)) => format!("Error: {error}"),
+            Err(limit) => format!("Error: {} ({})", limit.message, limit.code),
         }
     }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde_json::json;
+use tokio_util::task::TaskTracker;
 
 use crate::config::SandboxConfig;
 use crate::domain::RunId;
@@ -36,6 +37,8 @@ pub struct Engine {
     pub providers: Providers,
     pub prices: Arc<PriceTable>,
     pub sandbox: Arc<SandboxConfig>,
+    /// Database writes made on behalf of runs; each completes even if its run is stopped.
+    pub writes: TaskTracker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,7 @@ impl Engine {
             self.store.clone(),
             self.bus.clone(),
             self.prices.clone(),
+            self.writes.clone(),
             run.id,
             run.root_id,
             run.depth,
@@ -149,7 +153,13 @@ impl Engine {
                 prompt,
                 spec,
             };
-            let (child, started) = self.store.insert_child_run(&new_run).await?;
+            let store = self.store.clone();
+            let inserted = self
+                .writes
+                .spawn(async move { store.insert_child_run(&new_run).await });
+            let (child, started) = inserted
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
             self.bus.publish(started);
             parent.recorder.emit(
                 "child.started",

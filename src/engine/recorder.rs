@@ -7,23 +7,27 @@ use serde_json::{json, Value};
 use crate::domain::RunId;
 use crate::events::EventBus;
 use crate::providers::{Completion, PriceTable, ProviderError};
-use crate::store::{LlmCallRecord, Store, StoreResult, Write};
+use crate::store::{LlmCallRecord, Store, StoreError, StoreResult, Write};
+use tokio_util::task::TaskTracker;
 
 /// Records are buffered and written in one transaction by `flush`, which the engine runs
 /// alongside each wait on the outside world (a model call, a code block): the database
 /// work overlaps that wait instead of adding to every turn, and events still go out while
-/// the run waits.
+/// the run waits. A flush, once started, always completes: it runs as a tracked task, so
+/// a run stopped mid-flush (a limit, a cancel) neither loses the batch nor leaves a
+/// transaction half-done.
 pub struct Recorder {
     store: Store,
     bus: EventBus,
     prices: Arc<PriceTable>,
+    writes: TaskTracker,
     pub run_id: RunId,
     pub root_id: RunId,
     pub depth: u32,
     pub attempt: u32,
     pending: Mutex<Vec<Write>>,
     /// Flushes run one at a time, so events are numbered in the order they were recorded.
-    flushing: tokio::sync::Mutex<()>,
+    flushing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Recorder {
@@ -31,6 +35,7 @@ impl Recorder {
         store: Store,
         bus: EventBus,
         prices: Arc<PriceTable>,
+        writes: TaskTracker,
         run_id: RunId,
         root_id: RunId,
         depth: u32,
@@ -40,12 +45,13 @@ impl Recorder {
             store,
             bus,
             prices,
+            writes,
             run_id,
             root_id,
             depth,
             attempt,
             pending: Mutex::new(Vec::new()),
-            flushing: tokio::sync::Mutex::new(()),
+            flushing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -67,17 +73,31 @@ impl Recorder {
         });
     }
 
+    /// Queues a row with no event of its own.
+    pub fn keep(&self, write: Write) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(write);
+    }
+
     /// Writes everything queued so far and publishes its events.
     pub async fn flush(&self) -> StoreResult<()> {
-        let _one_at_a_time = self.flushing.lock().await;
+        let one_at_a_time = self.flushing.clone().lock_owned().await;
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.is_empty() {
             return Ok(());
         }
-        for event in self.store.record(self.root_id, self.run_id, &batch).await? {
-            self.bus.publish(event);
-        }
-        Ok(())
+        let (store, bus) = (self.store.clone(), self.bus.clone());
+        let (root_id, run_id) = (self.root_id, self.run_id);
+        let write = self.writes.spawn(async move {
+            let _held_until_written = one_at_a_time;
+            for event in store.record(root_id, run_id, &batch).await? {
+                bus.publish(event);
+            }
+            Ok(())
+        });
+        write.await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Runs `work` while flushing; a failed flush wins over the work's result.

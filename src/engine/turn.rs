@@ -1,6 +1,6 @@
 //! One run's turns: ask the model, run its code, feed the output back, watch the limits.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::json;
@@ -28,8 +28,9 @@ pub struct RunState<'a> {
     provider: Arc<dyn ChatModel>,
     pub repl: ReplSlot,
     messages: Vec<Message>,
-    /// `answer["content"]` as the code last left it, submitted or not.
-    draft: Option<String>,
+    /// `answer["content"]` as the code last left it, submitted or not (the REPL reports
+    /// each change as it happens).
+    draft: Mutex<Option<String>>,
     last_reply: Option<String>,
     consecutive_errors: u32,
 }
@@ -59,7 +60,7 @@ impl<'a> RunState<'a> {
             provider,
             repl,
             messages,
-            draft: None,
+            draft: Mutex::new(None),
             last_reply: None,
             consecutive_errors: 0,
         }
@@ -70,7 +71,12 @@ impl<'a> RunState<'a> {
     pub fn stopped_by(&self, error: RunError) -> Finish {
         Finish::Failed {
             error,
-            partial_answer: self.draft.clone().or_else(|| self.last_reply.clone()),
+            partial_answer: self
+                .draft
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .or_else(|| self.last_reply.clone()),
         }
     }
 
@@ -197,6 +203,7 @@ impl<'a> RunState<'a> {
             parent: &parent,
             provider: sub_provider,
             iteration,
+            draft: &self.draft,
         };
         let limits = &self.spec.limits;
         let exec = self
@@ -207,7 +214,7 @@ impl<'a> RunState<'a> {
         let (outcome, timed_out, end) = match result {
             Ok(outcome) => {
                 if outcome.draft.is_some() {
-                    self.draft = outcome.draft.clone();
+                    *self.draft.lock().unwrap_or_else(|p| p.into_inner()) = outcome.draft.clone();
                 }
                 let end = match &outcome.answer {
                     Some(answer) => BlockEnd::Answer(answer.clone()),
@@ -328,8 +335,7 @@ impl<'a> RunState<'a> {
                           "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
                           "cost_usd": record.cost_usd, "latency_ms": record.latency_ms,
                           "error": record.error});
-        self.recorder
-            .save(vec![Write::LlmCall(record)], "llm.called", data);
+        self.recorder.emit("llm.called", data);
         Ok(result
             .map(|c| c.text)
             .map_err(|e| CallFailure::Provider(e.to_string())))

@@ -84,7 +84,7 @@ def SHOW_VARS():
 
 def FINAL(value):
     """Submit `value` as the final answer (same as setting answer['content'] and ['ready'])."""
-    _ns["answer"] = {"content": value if isinstance(value, str) else str(value), "ready": True}
+    _ns["answer"] = _Answer(content=value if isinstance(value, str) else str(value), ready=True)
     return value
 
 
@@ -99,6 +99,23 @@ def FINAL_VAR(name):
         print(message, file=sys.stderr)
         return message
     return FINAL(_ns[key])
+
+
+class _Answer(dict):
+    """The `answer` dict. Setting its content also tells rlmd at once, so that a run
+    stopped by a limit in the middle of a block still has its latest draft."""
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if key == "content" and value not in (None, ""):
+            try:
+                _call({"fn": "draft", "content": value if isinstance(value, str) else str(value)})
+            except Exception:
+                pass
+
+    def update(self, *args, **kwargs):
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
 
 
 _BUILTIN_FUNCTIONS = (
@@ -119,7 +136,7 @@ def init(context_json):
     _ns = {"__name__": "__main__", "__builtins__": builtins}
     _ns.update(_reserved)
     _ns["context"] = json.loads(context_json)
-    _ns["answer"] = {"content": "", "ready": False}
+    _ns["answer"] = _Answer(content="", ready=False)
     sys.argv = ["repl"]
 
 
@@ -175,13 +192,16 @@ def _restore_builtins():
     for name, fn in _reserved.items():
         if _ns.get(name) is not fn:
             _ns[name] = fn
-    if not isinstance(_ns.get("answer"), dict):
+    answer = _ns.get("answer")
+    if not isinstance(answer, dict):
         print(
             "note: `answer` must stay a dict; it was reset. "
             'Set answer["content"] and then answer["ready"] = True.',
             file=sys.stderr,
         )
-        _ns["answer"] = {"content": "", "ready": False}
+        _ns["answer"] = _Answer(content="", ready=False)
+    elif not isinstance(answer, _Answer):
+        _ns["answer"] = _Answer(answer)
 
 
 def _answer_content():

@@ -40,7 +40,7 @@ pub enum FromChild {
     Resolved { value: Option<String> },
 }
 
-/// A model call asked for by code in the REPL.
+/// A request from code in the REPL: a model call, a child run, or news of its draft answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "fn", rename_all = "snake_case")]
 pub enum HostCall {
@@ -60,6 +60,9 @@ pub enum HostCall {
         prompts: Vec<String>,
         model: Option<String>,
     },
+    /// The code set `answer["content"]`: the run's partial answer should a limit stop it
+    /// in the middle of the block.
+    Draft { content: String },
 }
 
 /// What one block did.

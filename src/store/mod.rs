@@ -30,6 +30,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error("a database write task failed: {0}")]
+    Task(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

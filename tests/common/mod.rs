@@ -243,3 +243,19 @@ pub fn parse_sse(body: &str) -> Vec<SseEvent> {
 pub fn task(prompt: &str, context: Value) -> Value {
     serde_json::json!({"prompt": prompt, "context": context})
 }
+
+/// Processes whose working directory is inside `dir` (REPL children of a test server).
+pub fn processes_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_link(e.path().join("cwd")).ok())
+        .filter(|cwd| cwd.starts_with(dir))
+        .count()
+}
