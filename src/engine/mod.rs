@@ -72,16 +72,7 @@ impl Engine {
         tree: &Arc<Tree>,
     ) -> Result<Finish, EngineError> {
         let spec = &run.spec;
-        let recorder = Recorder::new(
-            self.store.clone(),
-            self.bus.clone(),
-            self.prices.clone(),
-            self.writes.clone(),
-            run.id,
-            run.root_id,
-            run.depth,
-            attempt,
-        );
+        let recorder = Recorder::new(self, run, attempt);
         let Some(provider) = self.providers.get(&spec.provider) else {
             return Ok(turn::failed(
                 "provider_not_configured",

@@ -4,10 +4,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
+use super::Engine;
 use crate::domain::RunId;
 use crate::events::EventBus;
 use crate::providers::{Completion, PriceTable, ProviderError};
-use crate::store::{LlmCallRecord, Store, StoreError, StoreResult, Write};
+use crate::store::{LlmCallRecord, RunRecord, Store, StoreError, StoreResult, Write};
 use tokio_util::task::TaskTracker;
 
 /// Records are buffered and written in one transaction by `flush`, which the engine runs
@@ -31,24 +32,16 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(
-        store: Store,
-        bus: EventBus,
-        prices: Arc<PriceTable>,
-        writes: TaskTracker,
-        run_id: RunId,
-        root_id: RunId,
-        depth: u32,
-        attempt: u32,
-    ) -> Self {
+    /// The recorder of `run` (on try `attempt`), writing through the engine's store.
+    pub fn new(engine: &Engine, run: &RunRecord, attempt: u32) -> Self {
         Self {
-            store,
-            bus,
-            prices,
-            writes,
-            run_id,
-            root_id,
-            depth,
+            store: engine.store.clone(),
+            bus: engine.bus.clone(),
+            prices: engine.prices.clone(),
+            writes: engine.writes.clone(),
+            run_id: run.id,
+            root_id: run.root_id,
+            depth: run.depth,
             attempt,
             pending: Mutex::new(Vec::new()),
             flushing: Arc::new(tokio::sync::Mutex::new(())),
