@@ -115,6 +115,36 @@ impl Limits {
     }
 }
 
+/// Sampling parameters of model calls; unset ones are left to the provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+}
+
+impl Sampling {
+    /// Checks the ranges providers accept.
+    pub fn check(&self, field: &str) -> Result<(), String> {
+        if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+            return Err(format!("`{field}.temperature` must be between 0 and 2"));
+        }
+        if self.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+            return Err(format!("`{field}.top_p` must be above 0 and at most 1"));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(format!("`{field}.max_tokens` must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 /// Everything the engine needs to know about a run besides its prompt and context.
 /// Stored as JSON beside the run, so new fields must have serde defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +162,12 @@ pub struct RunSpec {
     #[serde(default)]
     pub system_prompt: Option<String>,
     pub limits: Limits,
+    /// Sampling of the root model's calls.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Sampling of sub-calls and child runs; `sampling` when absent.
+    #[serde(default)]
+    pub sub_sampling: Option<Sampling>,
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
@@ -145,6 +181,10 @@ impl RunSpec {
         self.sub_provider.as_deref().unwrap_or(&self.provider)
     }
 
+    pub fn sub_sampling(&self) -> &Sampling {
+        self.sub_sampling.as_ref().unwrap_or(&self.sampling)
+    }
+
     /// The spec of a child run started from this one: it runs on the sub-model (or the
     /// model the code named), with the same limits and depth cap.
     pub fn for_child(&self, model: Option<String>) -> RunSpec {
@@ -153,6 +193,8 @@ impl RunSpec {
             model: model.unwrap_or_else(|| self.sub_model().to_string()),
             sub_model: self.sub_model.clone(),
             sub_provider: self.sub_provider.clone(),
+            sampling: self.sub_sampling().clone(),
+            sub_sampling: self.sub_sampling.clone(),
             system_prompt: self.system_prompt.clone(),
             metadata: serde_json::Map::new(),
             ..self.clone()

@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use crate::config::RunDefaults;
-use crate::domain::{Limits, RunId, RunSpec};
+use crate::domain::{Limits, RunId, RunSpec, Sampling};
 use crate::providers::{Providers, KNOWN_PROVIDERS};
 use crate::store::NewRun;
 
@@ -29,6 +29,10 @@ pub struct SubmitRun {
     system_prompt: Option<String>,
     #[serde(default)]
     limits: Option<LimitsInput>,
+    #[serde(default)]
+    sampling: Option<Sampling>,
+    #[serde(default)]
+    sub_sampling: Option<Sampling>,
     #[serde(default)]
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -94,6 +98,11 @@ impl SubmitRun {
             )));
         }
         let limits = resolve_limits(self.limits.unwrap_or_default(), defaults)?;
+        let sampling = self.sampling.unwrap_or_default();
+        sampling.check("sampling").map_err(ApiError::invalid)?;
+        if let Some(sub) = &self.sub_sampling {
+            sub.check("sub_sampling").map_err(ApiError::invalid)?;
+        }
         let id = RunId::new();
         Ok(NewRun {
             id,
@@ -110,6 +119,8 @@ impl SubmitRun {
                 max_iterations,
                 system_prompt,
                 limits,
+                sampling,
+                sub_sampling: self.sub_sampling,
                 metadata: self.metadata.unwrap_or_default(),
             },
             context_json,

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::recorder::{CallInfo, Recorder};
 use super::tree::Tree;
-use crate::domain::RunError;
+use crate::domain::{RunError, Sampling};
 use crate::providers::{ChatModel, ChatRequest, Completion, Message, ProviderError};
 use crate::store::{LlmCallRecord, Write};
 
@@ -18,12 +18,14 @@ pub async fn charged_call(
     provider: &dyn ChatModel,
     call: &CallInfo<'_>,
     messages: &[Message],
+    sampling: &Sampling,
 ) -> Result<(Result<Completion, ProviderError>, LlmCallRecord), RunError> {
     tree.admit_call()?;
     let started = Instant::now();
     let request = ChatRequest {
         model: call.model,
         messages,
+        sampling,
     };
     let result = provider.complete(request).await;
     let record = recorder.call_record(call, started.elapsed().as_millis() as i64, &result);

@@ -100,6 +100,7 @@ impl SubcallHost<'_> {
             self.provider.as_ref(),
             &info,
             &messages,
+            self.parent.run.spec.sub_sampling(),
         );
         match call.await {
             Ok((Ok(completion), _)) => completion.text,

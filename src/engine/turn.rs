@@ -326,6 +326,7 @@ impl<'a> RunState<'a> {
             self.provider.as_ref(),
             &info,
             &self.messages,
+            &self.spec.sampling,
         );
         let (result, record) = match self.recorder.flush_during(call).await? {
             Ok(made) => made,

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::domain::Sampling;
 pub use openai::OpenAiClient;
 pub use pricing::{Price, PriceError, PriceTable};
 pub use retry::RetryPolicy;
@@ -70,6 +71,7 @@ pub fn prompt_chars(messages: &[Message]) -> usize {
 pub struct ChatRequest<'a> {
     pub model: &'a str,
     pub messages: &'a [Message],
+    pub sampling: &'a Sampling,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -40,7 +40,7 @@ impl OpenAiClient {
         &self,
         request: ChatRequest<'_>,
     ) -> Result<Completion, ProviderError> {
-        let body = json!({"model": request.model, "messages": request.messages});
+        let body = self.body(&request);
         let mut retry = 0;
         loop {
             let (error, headers) = match self.send_once(&body).await {
@@ -66,6 +66,31 @@ impl OpenAiClient {
             tokio::time::sleep(wait).await;
             retry += 1;
         }
+    }
+
+    fn body(&self, request: &ChatRequest<'_>) -> serde_json::Value {
+        let mut body = json!({"model": request.model, "messages": request.messages});
+        let sampling = request.sampling;
+        if let Some(t) = sampling.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(p) = sampling.top_p {
+            body["top_p"] = json!(p);
+        }
+        if let Some(seed) = sampling.seed {
+            body["seed"] = json!(seed);
+        }
+        if let Some(max) = sampling.max_tokens {
+            // OpenAI itself wants the newer name (its reasoning models refuse the old one);
+            // compatible servers know `max_tokens`.
+            let field = if self.completions_url.contains("api.openai.com") {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            body[field] = json!(max);
+        }
+        body
     }
 
     /// One HTTP exchange. On failure, also the response headers (for `retry-after`).
