@@ -145,6 +145,78 @@ impl Sampling {
     }
 }
 
+/// A custom tool: Python source, loaded into the REPL, that defines `name`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub name: String,
+    pub description: String,
+    pub source: String,
+}
+
+/// Names of the REPL's built-ins: no tool may take them.
+pub const RESERVED_NAMES: &[&str] = &[
+    "llm_query",
+    "llm_query_batched",
+    "rlm_query",
+    "rlm_query_batched",
+    "SHOW_VARS",
+    "FINAL",
+    "FINAL_VAR",
+    "answer",
+    "context",
+    "history",
+];
+
+const PYTHON_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import",
+    "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+    "with", "yield",
+];
+
+impl Tool {
+    /// Checks a list of tools as a request gives them.
+    pub fn check_all(tools: &[Tool], field: &str) -> Result<(), String> {
+        if tools.len() > 64 {
+            return Err(format!("`{field}` may hold at most 64 tools"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for tool in tools {
+            let name = tool.name.as_str();
+            let identifier = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !identifier || PYTHON_KEYWORDS.contains(&name) {
+                return Err(format!("`{field}`: {name:?} is not a Python identifier"));
+            }
+            let numbered = |prefix: &str| {
+                name.strip_prefix(prefix)
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            };
+            if RESERVED_NAMES.contains(&name) || numbered("context_") || numbered("history_") {
+                return Err(format!(
+                    "`{field}`: {name:?} is a built-in of the REPL and cannot be replaced"
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(format!("`{field}`: the tool {name:?} is given twice"));
+            }
+            if tool.description.trim().is_empty() {
+                return Err(format!("`{field}`: the tool {name:?} needs a description"));
+            }
+            if tool.source.trim().is_empty() || tool.source.len() > 100_000 {
+                return Err(format!(
+                    "`{field}`: the source of {name:?} must be 1 to 100000 bytes"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything the engine needs to know about a run besides its prompt and context.
 /// Stored as JSON beside the run, so new fields must have serde defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +240,11 @@ pub struct RunSpec {
     /// Sampling of sub-calls and child runs; `sampling` when absent.
     #[serde(default)]
     pub sub_sampling: Option<Sampling>,
+    #[serde(default)]
+    pub tools: Vec<Tool>,
+    /// Tools of child runs; `tools` when absent.
+    #[serde(default)]
+    pub sub_tools: Option<Vec<Tool>>,
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
@@ -195,6 +272,8 @@ impl RunSpec {
             sub_provider: self.sub_provider.clone(),
             sampling: self.sub_sampling().clone(),
             sub_sampling: self.sub_sampling.clone(),
+            tools: self.sub_tools.clone().unwrap_or_else(|| self.tools.clone()),
+            sub_tools: self.sub_tools.clone(),
             system_prompt: self.system_prompt.clone(),
             metadata: serde_json::Map::new(),
             ..self.clone()
@@ -228,6 +307,31 @@ mod tests {
         let second = RunId::new();
         assert!(first.to_string() < second.to_string());
         assert_eq!(first.to_string().parse::<RunId>().unwrap(), first);
+    }
+
+    #[test]
+    fn tools_must_have_free_python_names() {
+        let tool = |name: &str| Tool {
+            name: name.into(),
+            description: "d".into(),
+            source: "x = 1".into(),
+        };
+        assert!(Tool::check_all(&[tool("loan_payment"), tool("_helper2")], "tools").is_ok());
+        for bad in [
+            "llm_query",
+            "context",
+            "context_3",
+            "2fast",
+            "with space",
+            "class",
+            "",
+        ] {
+            assert!(
+                Tool::check_all(&[tool(bad)], "tools").is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(Tool::check_all(&[tool("a"), tool("a")], "tools").is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use crate::config::RunDefaults;
-use crate::domain::{Limits, RunId, RunSpec, Sampling};
+use crate::domain::{Limits, RunId, RunSpec, Sampling, Tool};
 use crate::providers::{Providers, KNOWN_PROVIDERS};
 use crate::store::NewRun;
 
@@ -33,6 +33,10 @@ pub struct SubmitRun {
     sampling: Option<Sampling>,
     #[serde(default)]
     sub_sampling: Option<Sampling>,
+    #[serde(default)]
+    tools: Option<Vec<Tool>>,
+    #[serde(default)]
+    sub_tools: Option<Vec<Tool>>,
     #[serde(default)]
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -103,6 +107,11 @@ impl SubmitRun {
         if let Some(sub) = &self.sub_sampling {
             sub.check("sub_sampling").map_err(ApiError::invalid)?;
         }
+        let tools = self.tools.unwrap_or_default();
+        Tool::check_all(&tools, "tools").map_err(ApiError::invalid)?;
+        if let Some(sub_tools) = &self.sub_tools {
+            Tool::check_all(sub_tools, "sub_tools").map_err(ApiError::invalid)?;
+        }
         let id = RunId::new();
         Ok(NewRun {
             id,
@@ -121,6 +130,8 @@ impl SubmitRun {
                 limits,
                 sampling,
                 sub_sampling: self.sub_sampling,
+                tools,
+                sub_tools: self.sub_tools,
                 metadata: self.metadata.unwrap_or_default(),
             },
             context_json,

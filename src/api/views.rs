@@ -27,6 +27,8 @@ pub fn run(run: &RunRecord) -> Value {
         "sampling": spec.sampling,
         "sub_sampling": spec.sub_sampling,
         "sub_provider": spec.sub_provider,
+        "tools": spec.tools,
+        "sub_tools": spec.sub_tools,
         "metadata": spec.metadata,
         "answer": run.answer,
         "finish_reason": run.finish_reason,

@@ -23,6 +23,7 @@ use crate::config::SandboxConfig;
 use crate::domain::RunId;
 use crate::events::EventBus;
 use crate::providers::{Message, PriceTable, Providers};
+use crate::repl::ToolSource;
 use crate::store::{ClaimedRun, Finish, NewRun, RunRecord, Store, StoreError};
 pub use recorder::Recorder;
 use repl_slot::ReplSlot;
@@ -86,7 +87,15 @@ impl Engine {
         let context: Arc<str> = self.store.load_context(run.id).await?.into();
         let run_dir: PathBuf = self.sandbox.scratch_root.join(run.id.to_string());
         // Python boots in the child while the first model call is in flight.
-        let mut repl = ReplSlot::new(self.sandbox.clone(), run_dir, context.clone());
+        let tools = spec
+            .tools
+            .iter()
+            .map(|t| ToolSource {
+                name: t.name.clone(),
+                source: t.source.clone(),
+            })
+            .collect();
+        let mut repl = ReplSlot::new(self.sandbox.clone(), run_dir, context.clone(), tools);
         repl.start();
         let prompt = run.prompt.clone();
         let is_child = run.parent_id.is_some();
@@ -99,6 +108,7 @@ impl Engine {
             Message::system(prompt::system_prompt(
                 spec.system_prompt.as_deref(),
                 spec.limits.output_chars,
+                &spec.tools,
             )),
             Message::user(format!(
                 "{summary}\n\n{}",

@@ -1,6 +1,7 @@
 //! What the root model reads: rlmd's system prompt, the context summary, the turn markers
 //! and the REPL output fed back after each reply.
 
+use crate::domain::Tool;
 use crate::repl::ExecOutcome;
 
 /// rlmd's own system prompt. `{output_chars}` is filled in per run.
@@ -23,11 +24,19 @@ Finishing: when you are confident, set `answer["content"]` to your final answer 
 
 Go step by step: one or two blocks per turn, read the output, then continue. Do not submit an answer you have not checked against the output."#;
 
-pub fn system_prompt(custom: Option<&str>, output_chars: usize) -> String {
-    match custom {
+/// The system prompt, followed (even when the run brings its own) by the run's tools.
+pub fn system_prompt(custom: Option<&str>, output_chars: usize, tools: &[Tool]) -> String {
+    let mut text = match custom {
         Some(text) => text.to_string(),
         None => SYSTEM_PROMPT.replace("{output_chars}", &group_digits(output_chars)),
+    };
+    if !tools.is_empty() {
+        text.push_str("\n\nCustom tools, already defined in the REPL (call them from your code):");
+        for tool in tools {
+            text.push_str(&format!("\n- `{}`: {}", tool.name, tool.description.trim()));
+        }
     }
+    text
 }
 
 /// The first user message: what the context is (never the context itself) and the task.

@@ -6,24 +6,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::SandboxConfig;
-use crate::repl::{ExecOutcome, Host, ReplError, ReplProcess};
+use crate::repl::{ExecOutcome, Host, ReplError, ReplProcess, ToolSource};
 
 pub struct ReplSlot {
     config: Arc<SandboxConfig>,
     run_dir: PathBuf,
-    /// The context as submitted (JSON), loaded into every fresh REPL.
+    /// The context as submitted (JSON), loaded into every fresh REPL with the run's tools.
     context: Arc<str>,
+    tools: Vec<ToolSource>,
     process: Option<ReplProcess>,
     /// The start failure, kept so that each block reports it instead of retrying forever.
     start_error: Option<String>,
 }
 
 impl ReplSlot {
-    pub fn new(config: Arc<SandboxConfig>, run_dir: PathBuf, context: Arc<str>) -> Self {
+    pub fn new(
+        config: Arc<SandboxConfig>,
+        run_dir: PathBuf,
+        context: Arc<str>,
+        tools: Vec<ToolSource>,
+    ) -> Self {
         Self {
             config,
             run_dir,
             context,
+            tools,
             process: None,
             start_error: None,
         }
@@ -55,7 +62,7 @@ impl ReplSlot {
             return Err(ReplError::Spawn(std::io::Error::other(why)));
         };
         if !process.is_initialized() {
-            if let Err(error) = process.init(&self.context).await {
+            if let Err(error) = process.init(&self.context, &self.tools).await {
                 self.process = None;
                 return Err(error);
             }

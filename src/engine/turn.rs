@@ -120,6 +120,7 @@ impl<'a> RunState<'a> {
                     break;
                 }
                 BlockEnd::ReplReset => break,
+                BlockEnd::Fatal(error) => return Ok(Some(self.stopped_by(error))),
                 BlockEnd::Continue => {}
             }
         }
@@ -221,6 +222,10 @@ impl<'a> RunState<'a> {
                     None => BlockEnd::Continue,
                 };
                 (outcome, false, end)
+            }
+            Err(ReplError::Tools(message)) => {
+                let error = RunError::new("tool_error", message);
+                return Ok((error.message.clone(), BlockEnd::Fatal(error), true));
             }
             Err(error) => {
                 let timed_out = matches!(error, ReplError::Timeout(_));
@@ -355,6 +360,8 @@ enum BlockEnd {
     Answer(String),
     /// The REPL timed out or died: the rest of the reply is skipped.
     ReplReset,
+    /// The run cannot go on (its tools do not load).
+    Fatal(RunError),
 }
 
 pub fn failed(code: &str, message: impl Into<String>) -> Finish {

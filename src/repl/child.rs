@@ -111,13 +111,18 @@ fn serve(py: Python<'_>) -> PyResult<()> {
             Err(e) => return Err(PyRuntimeError::new_err(format!("pipe: {e}"))),
         };
         let reply = match message {
-            ToChild::Init => {
+            ToChild::Init { tools } => {
                 let context = py.allow_threads(|| read_frame_sync(&mut pipe().from_parent));
                 let context = context
                     .and_then(|bytes| String::from_utf8(bytes).map_err(io::Error::other))
                     .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))?;
-                prelude.getattr("init")?.call1((context,))?;
-                FromChild::Initialized
+                let tools: Vec<(String, String)> =
+                    tools.into_iter().map(|t| (t.name, t.source)).collect();
+                let tool_errors = prelude
+                    .getattr("init")?
+                    .call1((context, tools))?
+                    .extract()?;
+                FromChild::Initialized { tool_errors }
             }
             ToChild::Exec { code, output_chars } => {
                 let (stdout, stderr, error, answer, draft) = prelude

@@ -7,5 +7,5 @@ pub mod protocol;
 mod sandbox;
 
 pub use process::{Host, ReplError, ReplProcess};
-pub use protocol::{ExecOutcome, HostCall};
+pub use protocol::{ExecOutcome, HostCall, ToolSource};
 pub use sandbox::protect_server_process;

@@ -129,8 +129,9 @@ _BUILTIN_FUNCTIONS = (
 )
 
 
-def init(context_json):
-    """A fresh namespace around the context, exactly as it was submitted."""
+def init(context_json, tools):
+    """A fresh namespace around the context, exactly as it was submitted, with the run's
+    tools defined in it. Returns one message per tool that failed to load."""
     global _ns, _reserved
     _reserved = {fn.__name__: fn for fn in _BUILTIN_FUNCTIONS}
     _ns = {"__name__": "__main__", "__builtins__": builtins}
@@ -138,6 +139,23 @@ def init(context_json):
     _ns["context"] = json.loads(context_json)
     _ns["answer"] = _Answer(content="", ready=False)
     sys.argv = ["repl"]
+    errors = []
+    for name, source in tools:
+        filename = f"<tool {name}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        try:
+            exec(compile(source, filename, "exec"), _ns)
+        except BaseException as exc:
+            errors.append(f"tool {name}: {type(exc).__name__}: {exc}")
+            continue
+        if name not in _ns:
+            errors.append(f"tool {name}: its source does not define {name}")
+    # A tool's source may not replace a built-in.
+    for name, fn in _reserved.items():
+        _ns[name] = fn
+    if not isinstance(_ns.get("answer"), _Answer):
+        _ns["answer"] = _Answer(content="", ready=False)
+    return errors
 
 
 class _CappedText(io.TextIOBase):

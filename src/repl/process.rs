@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use super::protocol::{read_frame, write_frame, ExecOutcome, FromChild, HostCall, ToChild};
+use super::protocol::{
+    read_frame, write_frame, ExecOutcome, FromChild, HostCall, ToChild, ToolSource,
+};
 use super::sandbox;
 use crate::config::SandboxConfig;
 
@@ -25,6 +27,8 @@ pub enum ReplError {
     Crashed(String),
     #[error("the REPL broke the protocol: {0}")]
     Protocol(String),
+    #[error("the run's tools could not be loaded: {0}")]
+    Tools(String),
 }
 
 /// Makes the model calls that code in the REPL asks for.
@@ -83,7 +87,7 @@ impl ReplProcess {
 
     /// Waits for the child to be ready and builds its namespace around `context`, the JSON
     /// text exactly as submitted.
-    pub async fn init(&mut self, context: &str) -> Result<(), ReplError> {
+    pub async fn init(&mut self, context: &str, tools: &[ToolSource]) -> Result<(), ReplError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         match self.receive_until(deadline).await? {
             FromChild::Ready { python } => tracing::debug!(pid = self.pid, %python, "REPL ready"),
@@ -93,7 +97,10 @@ impl ReplProcess {
                 )))
             }
         }
-        self.send(&ToChild::Init).await?;
+        self.send(&ToChild::Init {
+            tools: tools.to_vec(),
+        })
+        .await?;
         if write_frame(&mut self.to_child, context.as_bytes())
             .await
             .is_err()
@@ -101,10 +108,11 @@ impl ReplProcess {
             return Err(self.crashed().await);
         }
         match self.receive_until(deadline).await? {
-            FromChild::Initialized => {
+            FromChild::Initialized { tool_errors } if tool_errors.is_empty() => {
                 self.initialized = true;
                 Ok(())
             }
+            FromChild::Initialized { tool_errors } => Err(ReplError::Tools(tool_errors.join("; "))),
             other => Err(ReplError::Protocol(format!(
                 "expected initialized, got {other:?}"
             ))),

@@ -13,9 +13,12 @@ pub const MAX_FRAME_BYTES: usize = 1 << 30;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToChild {
-    /// Build a fresh namespace around the context. The next frame is the context itself,
-    /// raw JSON exactly as submitted (it may be tens of megabytes: it is never re-encoded).
-    Init,
+    /// Build a fresh namespace around the context and load the run's tools. The next
+    /// frame is the context itself, raw JSON exactly as submitted (it may be tens of
+    /// megabytes: it is never re-encoded).
+    Init {
+        tools: Vec<ToolSource>,
+    },
     Exec {
         code: String,
         output_chars: usize,
@@ -33,11 +36,27 @@ pub enum ToChild {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FromChild {
-    Ready { python: String },
-    Initialized,
-    HostCall { call: HostCall },
+    Ready {
+        python: String,
+    },
+    /// The namespace is ready; `tool_errors` says which tools failed to load.
+    Initialized {
+        tool_errors: Vec<String>,
+    },
+    HostCall {
+        call: HostCall,
+    },
     ExecDone(ExecOutcome),
-    Resolved { value: Option<String> },
+    Resolved {
+        value: Option<String>,
+    },
+}
+
+/// A tool to define in the namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSource {
+    pub name: String,
+    pub source: String,
 }
 
 /// A request from code in the REPL: a model call, a child run, or news of its draft answer.
@@ -130,10 +149,10 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let mut buf = Vec::new();
-        write_frame_sync(&mut buf, br#"{"type":"initialized"}"#).unwrap();
+        write_frame_sync(&mut buf, br#"{"type":"initialized","tool_errors":[]}"#).unwrap();
         let payload = read_frame_sync(&mut buf.as_slice()).unwrap();
         let msg: FromChild = serde_json::from_slice(&payload).unwrap();
-        assert!(matches!(msg, FromChild::Initialized));
+        assert!(matches!(msg, FromChild::Initialized { tool_errors } if tool_errors.is_empty()));
     }
 
     #[test]
