@@ -92,6 +92,8 @@ pub struct Config {
     pub defaults: RunDefaults,
     /// Operator's price table, laid over the shipped one.
     pub prices_file: Option<PathBuf>,
+    /// Context window assumed for models the price table does not know (for compaction).
+    pub default_context_window: u64,
     pub providers: ProviderSettings,
     pub openai: OpenAiConfig,
     pub sandbox: SandboxConfig,
@@ -133,6 +135,7 @@ impl Config {
             poll_interval: env.seconds("RLM_POLL_INTERVAL_S", 1.0)?,
             shutdown_grace: env.seconds("RLM_SHUTDOWN_GRACE_S", 20.0)?,
             prices_file: env.get("RLM_PRICES_FILE").map(PathBuf::from),
+            default_context_window: env.parse("RLM_DEFAULT_CONTEXT_WINDOW", 128_000)?,
             defaults: RunDefaults {
                 provider: env
                     .get("RLM_DEFAULT_PROVIDER")

@@ -145,6 +145,17 @@ impl Sampling {
     }
 }
 
+/// When and how a run's conversation is compacted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Compaction {
+    /// Compact when the conversation reaches this fraction of the model's context window.
+    pub threshold_pct: f64,
+}
+
+impl Compaction {
+    pub const DEFAULT_THRESHOLD: f64 = 0.85;
+}
+
 /// A custom tool: Python source, loaded into the REPL, that defines `name`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,6 +256,8 @@ pub struct RunSpec {
     /// Tools of child runs; `tools` when absent.
     #[serde(default)]
     pub sub_tools: Option<Vec<Tool>>,
+    #[serde(default)]
+    pub compaction: Option<Compaction>,
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }

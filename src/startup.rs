@@ -81,6 +81,7 @@ impl Application {
             prices,
             sandbox: Arc::new(config.sandbox.clone()),
             writes: writes.clone(),
+            default_context_window: config.default_context_window,
         };
         let pool = WorkerPool::new(
             engine,

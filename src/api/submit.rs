@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use crate::config::RunDefaults;
-use crate::domain::{Limits, RunId, RunSpec, Sampling, Tool};
+use crate::domain::{Compaction, Limits, RunId, RunSpec, Sampling, Tool};
 use crate::providers::{Providers, KNOWN_PROVIDERS};
 use crate::store::NewRun;
 
@@ -38,7 +38,42 @@ pub struct SubmitRun {
     #[serde(default)]
     sub_tools: Option<Vec<Tool>>,
     #[serde(default)]
+    compaction: Option<CompactionInput>,
+    #[serde(default)]
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `"compaction": true`, or `{"threshold_pct": 0.5}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CompactionInput {
+    On(bool),
+    Settings(CompactionSettings),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompactionSettings {
+    #[serde(default)]
+    threshold_pct: Option<f64>,
+}
+
+impl CompactionInput {
+    fn resolve(self) -> Result<Option<Compaction>, ApiError> {
+        let threshold_pct = match self {
+            CompactionInput::On(false) => return Ok(None),
+            CompactionInput::On(true) => Compaction::DEFAULT_THRESHOLD,
+            CompactionInput::Settings(settings) => settings
+                .threshold_pct
+                .unwrap_or(Compaction::DEFAULT_THRESHOLD),
+        };
+        if !(threshold_pct > 0.0 && threshold_pct <= 1.0) {
+            return Err(ApiError::invalid(
+                "`compaction.threshold_pct` must be above 0 and at most 1",
+            ));
+        }
+        Ok(Some(Compaction { threshold_pct }))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +142,10 @@ impl SubmitRun {
         if let Some(sub) = &self.sub_sampling {
             sub.check("sub_sampling").map_err(ApiError::invalid)?;
         }
+        let compaction = match self.compaction {
+            Some(input) => input.resolve()?,
+            None => None,
+        };
         let tools = self.tools.unwrap_or_default();
         Tool::check_all(&tools, "tools").map_err(ApiError::invalid)?;
         if let Some(sub_tools) = &self.sub_tools {
@@ -132,6 +171,7 @@ impl SubmitRun {
                 sub_sampling: self.sub_sampling,
                 tools,
                 sub_tools: self.sub_tools,
+                compaction,
                 metadata: self.metadata.unwrap_or_default(),
             },
             context_json,

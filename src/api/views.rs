@@ -28,6 +28,7 @@ pub fn run(run: &RunRecord) -> Value {
         "sub_sampling": spec.sub_sampling,
         "sub_provider": spec.sub_provider,
         "tools": spec.tools,
+        "compaction": spec.compaction,
         "sub_tools": spec.sub_tools,
         "metadata": spec.metadata,
         "answer": run.answer,

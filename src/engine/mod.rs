@@ -40,6 +40,8 @@ pub struct Engine {
     pub sandbox: Arc<SandboxConfig>,
     /// Database writes made on behalf of runs; each completes even if its run is stopped.
     pub writes: TaskTracker,
+    /// Context window assumed for models the price table does not know.
+    pub default_context_window: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,8 @@ pub struct ReplSlot {
     /// The context as submitted (JSON), loaded into every fresh REPL with the run's tools.
     context: Arc<str>,
     tools: Vec<ToolSource>,
+    /// Variables the server sets (`history`), set again in every fresh REPL.
+    vars: Vec<(String, serde_json::Value)>,
     process: Option<ReplProcess>,
     /// The start failure, kept so that each block reports it instead of retrying forever.
     start_error: Option<String>,
@@ -31,6 +33,7 @@ impl ReplSlot {
             run_dir,
             context,
             tools,
+            vars: Vec::new(),
             process: None,
             start_error: None,
         }
@@ -62,7 +65,13 @@ impl ReplSlot {
             return Err(ReplError::Spawn(std::io::Error::other(why)));
         };
         if !process.is_initialized() {
-            if let Err(error) = process.init(&self.context, &self.tools).await {
+            let mut ready = process.init(&self.context, &self.tools).await;
+            for (name, value) in &self.vars {
+                if ready.is_ok() {
+                    ready = process.set_var(name, value).await;
+                }
+            }
+            if let Err(error) = ready {
                 self.process = None;
                 return Err(error);
             }
@@ -81,6 +90,17 @@ impl ReplSlot {
             .await?
             .exec(code, output_chars, timeout, host)
             .await
+    }
+
+    /// Sets a variable now and in every REPL this slot starts later.
+    pub async fn set_var(&mut self, name: &str, value: serde_json::Value) -> Result<(), ReplError> {
+        self.vars.retain(|(n, _)| n != name);
+        self.vars.push((name.to_string(), value.clone()));
+        match self.process.as_mut() {
+            Some(process) if process.is_initialized() => process.set_var(name, &value).await,
+            // A REPL not yet initialized gets it as part of its start.
+            _ => Ok(()),
+        }
     }
 
     pub async fn resolve(&mut self, name: &str) -> Result<Option<String>, ReplError> {

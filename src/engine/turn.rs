@@ -33,7 +33,15 @@ pub struct RunState<'a> {
     draft: Mutex<Option<String>>,
     last_reply: Option<String>,
     consecutive_errors: u32,
+    /// Tokens the provider counted for the last root call, and the characters of the
+    /// conversation then (its request and reply): the base of the size estimate.
+    last_call: Option<(i64, usize)>,
+    /// Messages that compactions took out of the conversation, oldest first.
+    archived: Vec<Message>,
+    compactions: u32,
 }
+
+mod compaction;
 
 /// Why a root call produced no reply.
 enum CallFailure {
@@ -63,6 +71,9 @@ impl<'a> RunState<'a> {
             draft: Mutex::new(None),
             last_reply: None,
             consecutive_errors: 0,
+            last_call: None,
+            archived: Vec::new(),
+            compactions: 0,
         }
     }
 
@@ -96,6 +107,9 @@ impl<'a> RunState<'a> {
         let started_at = crate::store::now_ms();
         self.recorder
             .emit("iteration.started", json!({"iteration": iteration}));
+        if let Some(stop) = self.compact_if_needed(iteration).await? {
+            return Ok(Some(stop));
+        }
         let model_started = Instant::now();
         let reply = match self.root_call("root", Some(iteration)).await? {
             Ok(text) => text,
@@ -314,37 +328,54 @@ impl<'a> RunState<'a> {
 
     /// A call to the root model with the conversation so far, charged and recorded.
     async fn root_call(
-        &self,
+        &mut self,
         kind: &str,
         iteration: Option<u32>,
     ) -> Result<Result<String, CallFailure>, EngineError> {
+        let (reply, tokens) = self.call_model(kind, iteration, &self.messages).await?;
+        let sent_chars = prompt_chars(&self.messages);
+        if let Ok(text) = &reply {
+            self.last_call = Some((tokens, sent_chars + text.chars().count()));
+        }
+        Ok(reply)
+    }
+
+    /// A call to the run's model with `messages`; also the tokens the call used.
+    async fn call_model(
+        &self,
+        kind: &str,
+        iteration: Option<u32>,
+        messages: &[Message],
+    ) -> Result<(Result<String, CallFailure>, i64), EngineError> {
         let info = CallInfo {
             kind,
             iteration,
             provider: &self.spec.provider,
             model: &self.spec.model,
-            prompt_chars: prompt_chars(&self.messages),
+            prompt_chars: prompt_chars(messages),
         };
         let call = charged_call(
             self.tree,
             &self.recorder,
             self.provider.as_ref(),
             &info,
-            &self.messages,
+            messages,
             &self.spec.sampling,
         );
         let (result, record) = match self.recorder.flush_during(call).await? {
             Ok(made) => made,
-            Err(limit) => return Ok(Err(CallFailure::Limit(limit))),
+            Err(limit) => return Ok((Err(CallFailure::Limit(limit)), 0)),
         };
         let data = json!({"kind": kind, "iteration": iteration, "model": self.spec.model,
                           "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
                           "cost_usd": record.cost_usd, "latency_ms": record.latency_ms,
                           "error": record.error});
         self.recorder.emit("llm.called", data);
-        Ok(result
+        let tokens = record.input_tokens + record.output_tokens;
+        let reply = result
             .map(|c| c.text)
-            .map_err(|e| CallFailure::Provider(e.to_string())))
+            .map_err(|e| CallFailure::Provider(e.to_string()));
+        Ok((reply, tokens))
     }
 
     fn call_failed(&self, failure: CallFailure) -> Finish {

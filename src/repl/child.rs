@@ -137,6 +137,12 @@ fn serve(py: Python<'_>) -> PyResult<()> {
                     draft,
                 })
             }
+            ToChild::SetVar { name, value } => {
+                prelude
+                    .getattr("set_var")?
+                    .call1((name, value.to_string()))?;
+                FromChild::VarSet
+            }
             ToChild::Resolve { name } => FromChild::Resolved {
                 value: prelude.getattr("resolve")?.call1((name,))?.extract()?,
             },

@@ -272,6 +272,11 @@ def run_block(code, limit):
     )
 
 
+def set_var(name, value_json):
+    """Sets a variable the server provides (`history`)."""
+    _ns[name] = json.loads(value_json)
+
+
 def resolve(name):
     """The text of a variable, for FINAL_VAR(name) written outside a code block."""
     key = name.strip().strip("'\"")

@@ -158,6 +158,25 @@ impl ReplProcess {
         }
     }
 
+    /// Sets a variable of the namespace.
+    pub async fn set_var(
+        &mut self,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), ReplError> {
+        self.send(&ToChild::SetVar {
+            name: name.to_string(),
+            value: value.clone(),
+        })
+        .await?;
+        match self.receive_until(Instant::now() + STARTUP_TIMEOUT).await? {
+            FromChild::VarSet => Ok(()),
+            other => Err(ReplError::Protocol(format!(
+                "expected var_set, got {other:?}"
+            ))),
+        }
+    }
+
     /// The text of a REPL variable, if it exists.
     pub async fn resolve(&mut self, name: &str) -> Result<Option<String>, ReplError> {
         self.send(&ToChild::Resolve {

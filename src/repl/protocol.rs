@@ -27,6 +27,11 @@ pub enum ToChild {
         ok: bool,
         value: serde_json::Value,
     },
+    /// Sets a variable of the namespace (`history` after a compaction).
+    SetVar {
+        name: String,
+        value: serde_json::Value,
+    },
     /// The value of a variable, as text (for `FINAL_VAR(name)` written in a reply).
     Resolve {
         name: String,
@@ -50,6 +55,7 @@ pub enum FromChild {
     Resolved {
         value: Option<String>,
     },
+    VarSet,
 }
 
 /// A tool to define in the namespace.
