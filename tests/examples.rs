@@ -73,3 +73,32 @@ async fn example_04_parses_the_server_logs_in_code() {
          db-01 cpu=66.00 latency=57.25 critical=0; peak 97% on app-02 at 2024-09-14 14:20:04"
     );
 }
+
+#[tokio::test]
+async fn example_05_runs_its_financial_tools_in_code() {
+    let run = run_example(
+        "05_custom_tools",
+        &["a = compound_interest(100000, 0.07, 20)\nloan = loan_payment(100000, 0.065, 20)\nb = compound_interest(100000, 0.09, 20)\n\
+           net_a = a['interest_earned']\nnet_b = round(b['final_amount'] - loan['total_paid'], 2)\n\
+           answer['content'] = f\"A {net_a:,.2f}; B pays {loan['monthly_payment']:,.2f}/month, nets {net_b:,.2f}\"\nanswer['ready'] = True"],
+    )
+    .await;
+    assert_eq!(
+        run["answer"],
+        "A 303,873.88; B pays 745.57/month, nets 421,977.60"
+    );
+}
+
+#[tokio::test]
+async fn examples_03_and_06_are_accepted_with_recursion_and_compaction() {
+    let model = FakeModel::start(vec![text("unused")], |_| text("unused")).await;
+    let app = spawn_app_with(&model, &[("RLM_WORKERS", "0")]).await;
+    let (status, run) = app
+        .submit(&example_body("03_recursive_decomposition"))
+        .await;
+    assert_eq!(status, 202, "{run}");
+    assert_eq!(run["max_depth"], 2);
+    let (status, run) = app.submit(&example_body("06_compaction")).await;
+    assert_eq!(status, 202, "{run}");
+    assert_eq!(run["compaction"]["threshold_pct"], 0.5);
+}
