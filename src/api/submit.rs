@@ -175,6 +175,7 @@ impl SubmitRun {
                 metadata: self.metadata.unwrap_or_default(),
             },
             context_json,
+            session_id: None,
         })
     }
 }

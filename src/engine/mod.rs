@@ -155,6 +155,7 @@ impl Engine {
                 context_json: serde_json::Value::String(prompt.clone()).to_string(),
                 prompt,
                 spec,
+                session_id: None,
             };
             let store = self.store.clone();
             let inserted = self

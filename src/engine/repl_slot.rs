@@ -14,8 +14,9 @@ pub struct ReplSlot {
     /// The context as submitted (JSON), loaded into every fresh REPL with the run's tools.
     context: Arc<str>,
     tools: Vec<ToolSource>,
-    /// Variables the server sets (`history`), set again in every fresh REPL.
-    vars: Vec<(String, serde_json::Value)>,
+    /// Variables the server sets (`history`, a session's contexts), as raw JSON, set
+    /// again in every fresh REPL.
+    vars: Vec<(String, Arc<str>)>,
     process: Option<ReplProcess>,
     /// The start failure, kept so that each block reports it instead of retrying forever.
     start_error: Option<String>,
@@ -92,12 +93,12 @@ impl ReplSlot {
             .await
     }
 
-    /// Sets a variable now and in every REPL this slot starts later.
-    pub async fn set_var(&mut self, name: &str, value: serde_json::Value) -> Result<(), ReplError> {
+    /// Sets a variable (to raw JSON) now and in every REPL this slot starts later.
+    pub async fn set_var(&mut self, name: &str, json: Arc<str>) -> Result<(), ReplError> {
         self.vars.retain(|(n, _)| n != name);
-        self.vars.push((name.to_string(), value.clone()));
+        self.vars.push((name.to_string(), json.clone()));
         match self.process.as_mut() {
-            Some(process) if process.is_initialized() => process.set_var(name, &value).await,
+            Some(process) if process.is_initialized() => process.set_var(name, &json).await,
             // A REPL not yet initialized gets it as part of its start.
             _ => Ok(()),
         }

@@ -112,10 +112,7 @@ fn serve(py: Python<'_>) -> PyResult<()> {
         };
         let reply = match message {
             ToChild::Init { tools } => {
-                let context = py.allow_threads(|| read_frame_sync(&mut pipe().from_parent));
-                let context = context
-                    .and_then(|bytes| String::from_utf8(bytes).map_err(io::Error::other))
-                    .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))?;
+                let context = read_raw(py)?;
                 let tools: Vec<(String, String)> =
                     tools.into_iter().map(|t| (t.name, t.source)).collect();
                 let tool_errors = prelude
@@ -137,10 +134,9 @@ fn serve(py: Python<'_>) -> PyResult<()> {
                     draft,
                 })
             }
-            ToChild::SetVar { name, value } => {
-                prelude
-                    .getattr("set_var")?
-                    .call1((name, value.to_string()))?;
+            ToChild::SetVar { name } => {
+                let value = read_raw(py)?;
+                prelude.getattr("set_var")?.call1((name, value))?;
                 FromChild::VarSet
             }
             ToChild::Resolve { name } => FromChild::Resolved {
@@ -154,6 +150,13 @@ fn serve(py: Python<'_>) -> PyResult<()> {
         };
         send(&reply)?;
     }
+}
+
+/// The raw JSON frame that follows an `Init` or a `SetVar`.
+fn read_raw(py: Python<'_>) -> PyResult<String> {
+    py.allow_threads(|| read_frame_sync(&mut pipe().from_parent))
+        .and_then(|bytes| String::from_utf8(bytes).map_err(io::Error::other))
+        .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))
 }
 
 fn send(message: &FromChild) -> PyResult<()> {

@@ -27,10 +27,10 @@ pub enum ToChild {
         ok: bool,
         value: serde_json::Value,
     },
-    /// Sets a variable of the namespace (`history` after a compaction).
+    /// Sets a variable of the namespace (`history`, a session's `context_N`). The next
+    /// frame is its value, as raw JSON.
     SetVar {
         name: String,
-        value: serde_json::Value,
     },
     /// The value of a variable, as text (for `FINAL_VAR(name)` written in a reply).
     Resolve {

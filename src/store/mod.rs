@@ -7,6 +7,7 @@
 mod events;
 mod lease;
 mod runs;
+mod sessions;
 mod trajectory;
 mod tree;
 
@@ -19,6 +20,7 @@ use sqlx::SqlitePool;
 pub use events::StoredEvent;
 pub use lease::{ClaimedRun, Finish, LeaseState};
 pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Usage};
+pub use sessions::{SessionRecord, SessionStatus};
 pub use trajectory::{CodeBlockRecord, IterationRecord, LlmCallRecord, Trajectory, Write};
 pub use tree::total as total_usage;
 
@@ -32,6 +34,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a database write task failed: {0}")]
     Task(String),
+    #[error("the session is not open")]
+    SessionNotOpen,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

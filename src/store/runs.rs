@@ -18,6 +18,8 @@ pub struct NewRun {
     pub spec: RunSpec,
     /// The context exactly as submitted, as JSON text.
     pub context_json: String,
+    /// The session this run is the next turn of.
+    pub session_id: Option<RunId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -48,6 +50,9 @@ pub struct RunRecord {
     pub finished_at: Option<i64>,
     pub usage: Usage,
     pub iterations: i64,
+    pub session_id: Option<RunId>,
+    /// 0-based turn within its session.
+    pub turn: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -71,7 +76,7 @@ pub enum CancelOutcome {
 pub(super) const RUN_COLUMNS: &str =
     "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
     r.answer, r.finish_reason, r.error_code, r.error_message, r.attempts, r.cancel_requested, \
-    r.created_at, r.started_at, r.finished_at, \
+    r.created_at, r.started_at, r.finished_at, r.session_id, r.turn, \
     (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
     (SELECT SUM(input_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS input_tokens, \
     (SELECT SUM(output_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS output_tokens, \
@@ -100,10 +105,14 @@ impl Store {
         let created_at = now_ms();
         let running = status == RunStatus::Running;
         let mut tx = self.write_tx().await?;
+        let turn = match run.session_id {
+            None => None,
+            Some(session) => Some(next_turn(&mut tx, session, created_at).await?),
+        };
         sqlx::query(
             "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at, \
-                 started_at, attempts) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 started_at, attempts, session_id, turn) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.id.to_string())
         .bind(run.root_id.to_string())
@@ -115,6 +124,8 @@ impl Store {
         .bind(created_at)
         .bind(running.then_some(created_at))
         .bind(running as i64)
+        .bind(run.session_id.map(|s| s.to_string()))
+        .bind(turn.map(i64::from))
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES (?, ?)")
@@ -145,6 +156,8 @@ impl Store {
             finished_at: None,
             usage: Usage::default(),
             iterations: 0,
+            session_id: run.session_id,
+            turn,
         };
         Ok((record, event))
     }
@@ -251,6 +264,11 @@ pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         iterations: row.try_get("iteration_count")?,
+        session_id: row
+            .try_get::<Option<String>, _>("session_id")?
+            .map(parse_id)
+            .transpose()?,
+        turn: row.try_get::<Option<i64>, _>("turn")?.map(|t| t as u32),
         usage: Usage {
             input_tokens: row.try_get::<Option<i64>, _>("input_tokens")?.unwrap_or(0),
             output_tokens: row.try_get::<Option<i64>, _>("output_tokens")?.unwrap_or(0),
@@ -259,4 +277,17 @@ pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
             cost_usd: row.try_get("cost_usd")?,
         },
     })
+}
+
+/// Takes the next turn number of an open session (and marks it used).
+async fn next_turn(conn: &mut sqlx::SqliteConnection, session: RunId, now: i64) -> StoreResult<u32> {
+    let turn: Option<i64> = sqlx::query_scalar(
+        "UPDATE sessions SET turns = turns + 1, last_used_at = ? \
+         WHERE id = ? AND status = 'open' RETURNING turns - 1",
+    )
+    .bind(now)
+    .bind(session.to_string())
+    .fetch_optional(conn)
+    .await?;
+    turn.map(|t| t as u32).ok_or(StoreError::SessionNotOpen)
 }

@@ -70,7 +70,8 @@ impl RunState<'_> {
             .map(|m| json!({"role": m.role, "content": m.content}))
             .collect();
         let archived_messages = history.len();
-        if let Err(error) = self.repl.set_var("history", json!(history)).await {
+        let history = json!(history).to_string().into();
+        if let Err(error) = self.repl.set_var("history", history).await {
             tracing::warn!(%error, "could not hand the compacted history to the REPL");
         }
         self.messages = kept;

@@ -1,0 +1,179 @@
+//! Sessions: a sequence of runs (turns) that share one REPL namespace.
+
+use serde_json::{json, Value};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::events::{self, StoredEvent};
+use super::runs::parse_id;
+use super::{now_ms, Store, StoreError, StoreResult};
+use crate::domain::RunId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Open,
+    Closed,
+    Expired,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: RunId,
+    pub status: SessionStatus,
+    pub turns: u32,
+    pub idle_timeout_ms: i64,
+    pub metadata: Value,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub closed_at: Option<i64>,
+}
+
+const COLUMNS: &str =
+    "id, status, turns, idle_timeout_ms, metadata, created_at, last_used_at, closed_at";
+
+impl Store {
+    pub async fn create_session(&self, idle_timeout_ms: i64, metadata: &Value) -> StoreResult<SessionRecord> {
+        let id = RunId::new();
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO sessions (id, status, idle_timeout_ms, metadata, created_at, last_used_at) \
+             VALUES (?, 'open', ?, ?, ?, ?) RETURNING {COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(idle_timeout_ms)
+        .bind(metadata.to_string())
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        session_from_row(&row)
+    }
+
+    pub async fn get_session(&self, id: RunId) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// The session's runs, by turn: id and status.
+    pub async fn session_runs(&self, id: RunId) -> StoreResult<Vec<(u32, RunId, String)>> {
+        let rows = sqlx::query("SELECT turn, id, status FROM runs WHERE session_id = ? ORDER BY turn")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>("turn")? as u32,
+                    parse_id(row.try_get("id")?)?,
+                    row.try_get("status")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The contexts of the turns before `turn`, in order (to rebuild a lost namespace).
+    pub async fn session_contexts(&self, id: RunId, turn: u32) -> StoreResult<Vec<(u32, String)>> {
+        let rows = sqlx::query(
+            "SELECT r.turn, c.context FROM runs r JOIN run_contexts c ON c.run_id = r.id \
+             WHERE r.session_id = ? AND r.turn < ? ORDER BY r.turn",
+        )
+        .bind(id.to_string())
+        .bind(turn as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<i64, _>("turn")? as u32, row.try_get("context")?)))
+            .collect()
+    }
+
+    pub async fn touch_session(&self, id: RunId) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ? AND status = 'open'")
+            .bind(now_ms())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes an open session and cancels its queued turns. `None` if it was not open.
+    pub async fn close_session(
+        &self,
+        id: RunId,
+        status: SessionStatus,
+    ) -> StoreResult<Option<Vec<StoredEvent>>> {
+        let now = now_ms();
+        let mut tx = self.write_tx().await?;
+        let closed = sqlx::query(
+            "UPDATE sessions SET status = ?, closed_at = ? WHERE id = ? AND status = 'open'",
+        )
+        .bind(match status {
+            SessionStatus::Expired => "expired",
+            _ => "closed",
+        })
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if closed != 1 {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "UPDATE runs SET status = 'cancelled', finished_at = ?, error_code = 'cancelled', \
+                 error_message = 'its session was closed' \
+             WHERE session_id = ? AND status = 'queued' RETURNING id, root_id",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut cancelled = Vec::with_capacity(rows.len());
+        for row in rows {
+            let run_id = parse_id(row.try_get("id")?)?;
+            let root_id = parse_id(row.try_get("root_id")?)?;
+            let data = json!({"status": "cancelled", "answer": null,
+                              "error": {"code": "cancelled", "message": "its session was closed"}});
+            cancelled.push(events::insert(&mut tx, root_id, run_id, "run.cancelled", &data).await?);
+        }
+        tx.commit().await?;
+        Ok(Some(cancelled))
+    }
+
+    /// Open sessions idle past their timeout, with no turn queued or running.
+    pub async fn idle_sessions(&self) -> StoreResult<Vec<RunId>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT s.id FROM sessions s WHERE s.status = 'open' \
+               AND s.last_used_at + s.idle_timeout_ms < ? \
+               AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.session_id = s.id \
+                               AND r.status IN ('queued', 'running'))",
+        )
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(parse_id).collect()
+    }
+}
+
+fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
+    let status: String = row.try_get("status")?;
+    let metadata: String = row.try_get("metadata")?;
+    Ok(SessionRecord {
+        id: parse_id(row.try_get("id")?)?,
+        status: match status.as_str() {
+            "open" => SessionStatus::Open,
+            "closed" => SessionStatus::Closed,
+            "expired" => SessionStatus::Expired,
+            other => return Err(StoreError::Corrupt(format!("session status {other:?}"))),
+        },
+        turns: row.try_get::<i64, _>("turns")? as u32,
+        idle_timeout_ms: row.try_get("idle_timeout_ms")?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        closed_at: row.try_get("closed_at")?,
+    })
+}
