@@ -94,6 +94,8 @@ pub struct Config {
     pub prices_file: Option<PathBuf>,
     /// Context window assumed for models the price table does not know (for compaction).
     pub default_context_window: u64,
+    /// A session with no turn for this long is closed and its REPL freed.
+    pub session_idle_timeout: Duration,
     pub providers: ProviderSettings,
     pub openai: OpenAiConfig,
     pub sandbox: SandboxConfig,
@@ -136,6 +138,7 @@ impl Config {
             shutdown_grace: env.seconds("RLM_SHUTDOWN_GRACE_S", 20.0)?,
             prices_file: env.get("RLM_PRICES_FILE").map(PathBuf::from),
             default_context_window: env.parse("RLM_DEFAULT_CONTEXT_WINDOW", 128_000)?,
+            session_idle_timeout: env.seconds("RLM_SESSION_IDLE_TIMEOUT_S", 1800.0)?,
             defaults: RunDefaults {
                 provider: env
                     .get("RLM_DEFAULT_PROVIDER")

@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Engine, SessionRepls};
 use crate::events::EventBus;
 use crate::providers::{PriceError, PriceTable, Providers};
 use crate::store::{Store, StoreError};
@@ -74,6 +74,7 @@ impl Application {
         let jobs = RunningJobs::default();
         let wake = Arc::new(Notify::new());
         let writes = TaskTracker::new();
+        let sessions = SessionRepls::default();
         let engine = Engine {
             store: store.clone(),
             bus: bus.clone(),
@@ -82,6 +83,7 @@ impl Application {
             sandbox: Arc::new(config.sandbox.clone()),
             writes: writes.clone(),
             default_context_window: config.default_context_window,
+            sessions: sessions.clone(),
         };
         let pool = WorkerPool::new(
             engine,
@@ -102,6 +104,8 @@ impl Application {
             jobs,
             wake,
             shutdown: CancellationToken::new(),
+            sessions,
+            session_idle_timeout: config.session_idle_timeout,
         };
         Ok(Self {
             listener,

@@ -4,6 +4,7 @@ mod error;
 mod health;
 mod json;
 mod runs;
+mod sessions;
 mod sse;
 mod submit;
 mod views;
@@ -18,7 +19,10 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 
+use std::time::Duration;
+
 use crate::config::RunDefaults;
+use crate::engine::SessionRepls;
 use crate::events::EventBus;
 use crate::providers::Providers;
 use crate::store::Store;
@@ -34,12 +38,15 @@ pub struct AppState {
     /// Rung on every submit so an idle worker claims the run at once.
     pub wake: Arc<Notify>,
     pub shutdown: CancellationToken,
+    pub sessions: SessionRepls,
+    pub session_idle_timeout: Duration,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(runs::router())
         .merge(sse::router())
+        .merge(sessions::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(max_body_bytes))

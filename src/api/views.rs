@@ -42,6 +42,8 @@ pub fn run(run: &RunRecord) -> Value {
         "root_id": run.root_id,
         "parent_id": run.parent_id,
         "depth": run.depth,
+        "session_id": run.session_id,
+        "turn": run.turn,
         "created_at": timestamp(run.created_at),
         "started_at": run.started_at.map(timestamp),
         "finished_at": run.finished_at.map(timestamp),

@@ -9,6 +9,7 @@ mod parse;
 mod prompt;
 mod recorder;
 mod repl_slot;
+mod sessions;
 mod tree;
 mod turn;
 
@@ -27,6 +28,7 @@ use crate::repl::ToolSource;
 use crate::store::{ClaimedRun, Finish, NewRun, RunRecord, Store, StoreError};
 pub use recorder::Recorder;
 use repl_slot::ReplSlot;
+pub use sessions::SessionRepls;
 pub use tree::{Spent, Tree};
 use turn::RunState;
 
@@ -42,6 +44,8 @@ pub struct Engine {
     pub writes: TaskTracker,
     /// Context window assumed for models the price table does not know.
     pub default_context_window: u64,
+    /// REPLs kept between the turns of open sessions.
+    pub sessions: SessionRepls,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,17 +91,24 @@ impl Engine {
         };
         // The context can be tens of megabytes: it is shared, never copied.
         let context: Arc<str> = self.store.load_context(run.id).await?.into();
-        let run_dir: PathBuf = self.sandbox.scratch_root.join(run.id.to_string());
+        // A session's turn takes its session's REPL (and holds it until the turn ends).
+        let mut session = match run.session_id {
+            Some(id) => Some(self.sessions.slot(id).lock_owned().await),
+            None => None,
+        };
+        let kept = session.as_mut().and_then(|slot| slot.take());
+        let mut repl = match kept {
+            Some(repl) => repl,
+            None => self.new_repl(run, context.clone()).await?,
+        };
+        if let Some(turn) = run.turn {
+            for name in [format!("context_{turn}"), "context".to_string()] {
+                if let Err(error) = repl.set_var(&name, context.clone()).await {
+                    tracing::warn!(%error, "could not give the session its new context");
+                }
+            }
+        }
         // Python boots in the child while the first model call is in flight.
-        let tools = spec
-            .tools
-            .iter()
-            .map(|t| ToolSource {
-                name: t.name.clone(),
-                source: t.source.clone(),
-            })
-            .collect();
-        let mut repl = ReplSlot::new(self.sandbox.clone(), run_dir, context.clone(), tools);
         repl.start();
         let prompt = run.prompt.clone();
         let is_child = run.parent_id.is_some();
@@ -113,7 +124,8 @@ impl Engine {
                 &spec.tools,
             )),
             Message::user(format!(
-                "{summary}\n\n{}",
+                "{summary}{}\n\n{}",
+                run.turn.map(prompt::session_note).unwrap_or_default(),
                 prompt::turn_marker(1, spec.max_iterations)
             )),
         ];
@@ -132,9 +144,55 @@ impl Engine {
                 Ok(state.stopped_by(error))
             }
         };
-        let (flushed, ()) = tokio::join!(state.recorder.flush(), state.repl.shutdown());
-        flushed?;
+        match (session, run.session_id) {
+            (Some(mut slot), Some(session_id)) => {
+                // The REPL stays for the next turn, with this turn's conversation in it.
+                let turn = run.turn.unwrap_or_default();
+                let conversation = state.conversation_json();
+                let flushed = state.recorder.flush().await;
+                let mut repl = state.repl;
+                if let Err(error) = repl.set_var(&format!("history_{turn}"), conversation).await {
+                    tracing::warn!(%error, "could not keep the turn's conversation in the session");
+                }
+                *slot = Some(repl);
+                self.store.touch_session(session_id).await?;
+                flushed?;
+            }
+            _ => {
+                let (flushed, ()) = tokio::join!(state.recorder.flush(), state.repl.shutdown());
+                flushed?;
+            }
+        }
         finish
+    }
+
+    /// A fresh REPL for `run`; for a session, one whose namespace holds the contexts of
+    /// the session's earlier turns (their variables are gone with the REPL they lived in).
+    async fn new_repl(&self, run: &RunRecord, context: Arc<str>) -> Result<ReplSlot, EngineError> {
+        let tools = run
+            .spec
+            .tools
+            .iter()
+            .map(|t| ToolSource {
+                name: t.name.clone(),
+                source: t.source.clone(),
+            })
+            .collect();
+        let dir_name = match run.session_id {
+            Some(session) => format!("session-{session}"),
+            None => run.id.to_string(),
+        };
+        let run_dir: PathBuf = self.sandbox.scratch_root.join(dir_name);
+        let mut repl = ReplSlot::new(self.sandbox.clone(), run_dir, context, tools);
+        if let (Some(session), Some(turn)) = (run.session_id, run.turn) {
+            for (earlier, json) in self.store.session_contexts(session, turn).await? {
+                // Not yet started: this only records what to set.
+                let _ = repl
+                    .set_var(&format!("context_{earlier}"), json.into())
+                    .await;
+            }
+        }
+        Ok(repl)
     }
 
     /// Starts a child run for `prompt` (its context) one level below `parent`, runs it to

@@ -97,6 +97,23 @@ fn json_type(value: &serde_json::Value) -> &'static str {
     }
 }
 
+/// What the first message of a session's turn adds: the earlier turns are still there.
+pub fn session_note(turn: u32) -> String {
+    if turn == 0 {
+        "\n\nThis is the first turn of a session: the variables you define stay in the REPL for \
+         later turns. `context` is also `context_0`."
+            .to_string()
+    } else {
+        let last = turn - 1;
+        format!(
+            "\n\nThis is turn {turn} of a session. `context` (also `context_{turn}`) is this turn's \
+             context; the earlier turns' contexts are `context_0` … `context_{last}` and their \
+             conversations `history_0` … `history_{last}` (lists of {{\"role\", \"content\"}} dicts). \
+             Variables you defined in earlier turns are still defined."
+        )
+    }
+}
+
 /// The short marker that opens each turn.
 pub fn turn_marker(iteration: u32, max_iterations: u32) -> String {
     if iteration == 1 {

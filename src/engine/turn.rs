@@ -77,6 +77,19 @@ impl<'a> RunState<'a> {
         }
     }
 
+    /// The whole conversation (compacted parts included), without the system prompt, as
+    /// JSON: a session keeps it as `history_N`.
+    pub fn conversation_json(&self) -> Arc<str> {
+        let messages: Vec<_> = self.messages[1..]
+            .iter()
+            .take(1)
+            .chain(&self.archived)
+            .chain(self.messages.iter().skip(2))
+            .map(|m| json!({"role": m.role, "content": m.content}))
+            .collect();
+        json!(messages).to_string().into()
+    }
+
     /// The run's end when a limit stops it: failed, with the best answer it had so far
     /// (the code's draft answer, else the model's last reply).
     pub fn stopped_by(&self, error: RunError) -> Finish {
@@ -156,6 +169,8 @@ impl<'a> RunState<'a> {
             json!({"iteration": iteration, "reply": reply, "code_blocks": blocks.len(),
                    "model_ms": model_ms, "exec_ms": exec_ms, "answered": answer.is_some()}),
         );
+        // The reply joins the conversation even when it ends the run (a session keeps it).
+        self.messages.push(Message::assistant(reply));
         if let Some(answer) = answer {
             return Ok(Some(Finish::Succeeded {
                 answer,
@@ -190,7 +205,6 @@ impl<'a> RunState<'a> {
             iteration + 1,
             self.spec.max_iterations,
         ));
-        self.messages.push(Message::assistant(reply));
         self.messages.push(Message::user(feedback));
         Ok(None)
     }

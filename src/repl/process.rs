@@ -161,8 +161,14 @@ impl ReplProcess {
     /// Sets a variable of the namespace.
     /// `json` is the value as raw JSON text.
     pub async fn set_var(&mut self, name: &str, json: &str) -> Result<(), ReplError> {
-        self.send(&ToChild::SetVar { name: name.to_string() }).await?;
-        if write_frame(&mut self.to_child, json.as_bytes()).await.is_err() {
+        self.send(&ToChild::SetVar {
+            name: name.to_string(),
+        })
+        .await?;
+        if write_frame(&mut self.to_child, json.as_bytes())
+            .await
+            .is_err()
+        {
             return Err(self.crashed().await);
         }
         match self.receive_until(Instant::now() + STARTUP_TIMEOUT).await? {

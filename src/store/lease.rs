@@ -62,10 +62,12 @@ impl Store {
         let claimed = sqlx::query(
             "UPDATE runs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, \
                  attempts = attempts + 1, started_at = COALESCE(started_at, ?3) \
-             WHERE id = (SELECT id FROM runs \
-                         WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at < ?3)) \
-                           AND attempts < ?4 AND cancel_requested = 0 \
-                         ORDER BY id LIMIT 1) \
+             WHERE id = (SELECT q.id FROM runs q \
+                         WHERE (q.status = 'queued' OR (q.status = 'running' AND q.lease_expires_at < ?3)) \
+                           AND q.attempts < ?4 AND q.cancel_requested = 0 \
+                           AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.session_id = q.session_id \
+                               AND p.turn < q.turn AND p.status IN ('queued', 'running')) \
+                         ORDER BY q.id LIMIT 1) \
              RETURNING id, root_id, attempts",
         )
         .bind(owner)

@@ -280,7 +280,11 @@ pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
 }
 
 /// Takes the next turn number of an open session (and marks it used).
-async fn next_turn(conn: &mut sqlx::SqliteConnection, session: RunId, now: i64) -> StoreResult<u32> {
+async fn next_turn(
+    conn: &mut sqlx::SqliteConnection,
+    session: RunId,
+    now: i64,
+) -> StoreResult<u32> {
     let turn: Option<i64> = sqlx::query_scalar(
         "UPDATE sessions SET turns = turns + 1, last_used_at = ? \
          WHERE id = ? AND status = 'open' RETURNING turns - 1",

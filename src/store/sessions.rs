@@ -33,7 +33,11 @@ const COLUMNS: &str =
     "id, status, turns, idle_timeout_ms, metadata, created_at, last_used_at, closed_at";
 
 impl Store {
-    pub async fn create_session(&self, idle_timeout_ms: i64, metadata: &Value) -> StoreResult<SessionRecord> {
+    pub async fn create_session(
+        &self,
+        idle_timeout_ms: i64,
+        metadata: &Value,
+    ) -> StoreResult<SessionRecord> {
         let id = RunId::new();
         let now = now_ms();
         let row = sqlx::query(&format!(
@@ -60,10 +64,11 @@ impl Store {
 
     /// The session's runs, by turn: id and status.
     pub async fn session_runs(&self, id: RunId) -> StoreResult<Vec<(u32, RunId, String)>> {
-        let rows = sqlx::query("SELECT turn, id, status FROM runs WHERE session_id = ? ORDER BY turn")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT turn, id, status FROM runs WHERE session_id = ? ORDER BY turn")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok((
@@ -86,7 +91,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get::<i64, _>("turn")? as u32, row.try_get("context")?)))
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>("turn")? as u32,
+                    row.try_get("context")?,
+                ))
+            })
             .collect()
     }
 
@@ -171,7 +181,8 @@ fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
         },
         turns: row.try_get::<i64, _>("turns")? as u32,
         idle_timeout_ms: row.try_get("idle_timeout_ms")?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         closed_at: row.try_get("closed_at")?,

@@ -14,7 +14,7 @@ pub use control::{JobControl, RunningJobs, StopReason};
 
 use crate::domain::RunError;
 use crate::engine::Engine;
-use crate::store::{ClaimedRun, Finish, LeaseState};
+use crate::store::{ClaimedRun, Finish, LeaseState, SessionStatus};
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -187,6 +187,27 @@ impl WorkerPool {
             {
                 Ok(events) => events.into_iter().for_each(|e| self.engine.bus.publish(e)),
                 Err(error) => tracing::warn!(%error, "could not reap abandoned runs"),
+            }
+            self.expire_idle_sessions().await;
+        }
+    }
+
+    /// Closes sessions idle past their timeout and frees their REPLs.
+    async fn expire_idle_sessions(&self) {
+        let store = &self.engine.store;
+        let idle = match store.idle_sessions().await {
+            Ok(idle) => idle,
+            Err(error) => return tracing::warn!(%error, "could not look for idle sessions"),
+        };
+        for session in idle {
+            match store.close_session(session, SessionStatus::Expired).await {
+                Ok(Some(events)) => {
+                    events.into_iter().for_each(|e| self.engine.bus.publish(e));
+                    self.engine.sessions.discard(session).await;
+                    tracing::info!(%session, "idle session expired");
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "could not expire a session"),
             }
         }
     }

@@ -1,0 +1,171 @@
+//! The sessions resource: runs that share one REPL namespace, turn after turn.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::submit::SubmitRun;
+use super::{views, AppState};
+use crate::domain::RunId;
+use crate::store::{SessionRecord, SessionStatus, StoreError};
+use crate::worker::StopReason;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sessions", post(create))
+        .route("/v1/sessions/{id}", get(show).delete(close))
+        .route("/v1/sessions/{id}/runs", post(submit_turn))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSession {
+    idle_timeout_s: Option<f64>,
+    #[serde(default)]
+    metadata: Option<serde_json::Map<String, Value>>,
+}
+
+fn parse_session_id(raw: &str) -> Result<RunId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("no session with id {raw:?}")))
+}
+
+async fn load(state: &AppState, raw: &str) -> Result<SessionRecord, ApiError> {
+    let id = parse_session_id(raw)?;
+    state
+        .store
+        .get_session(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no session with id {raw:?}")))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    // The body is optional: an empty POST opens a session with the defaults.
+    let settings: NewSession = if body.iter().all(u8::is_ascii_whitespace) {
+        NewSession::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(e.to_string()))?
+    };
+    let idle = settings
+        .idle_timeout_s
+        .unwrap_or(state.session_idle_timeout.as_secs_f64());
+    if !(idle > 0.0 && idle <= 7.0 * 24.0 * 3600.0) {
+        return Err(ApiError::invalid(
+            "`idle_timeout_s` must be above 0 and at most 604800",
+        ));
+    }
+    let metadata = Value::Object(settings.metadata.unwrap_or_default());
+    let session = state
+        .store
+        .create_session((idle * 1000.0) as i64, &metadata)
+        .await?;
+    let location = format!("/v1/sessions/{}", session.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view(&session, &[])),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let session = load(&state, &id).await?;
+    let runs = state.store.session_runs(session.id).await?;
+    Ok(Json(view(&session, &runs)))
+}
+
+/// Submits the session's next turn: a run like any other (same body as POST /v1/runs) that
+/// runs in the session's REPL once the turns before it have ended.
+async fn submit_turn(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SubmitRun>,
+) -> Result<impl IntoResponse, ApiError> {
+    let session = load(&state, &id).await?;
+    if session.status != SessionStatus::Open {
+        return Err(closed(&session));
+    }
+    let mut new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    new_run.session_id = Some(session.id);
+    let (run, event) = match state.store.insert_run(&new_run).await {
+        Ok(inserted) => inserted,
+        Err(StoreError::SessionNotOpen) => return Err(closed(&session)),
+        Err(other) => return Err(other.into()),
+    };
+    state.bus.publish(event);
+    state.wake.notify_waiters();
+    let location = format!("/v1/runs/{}", run.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(views::run(&run)),
+    ))
+}
+
+/// Closes a session: its queued turns are cancelled, a running one is stopped, its REPL
+/// is freed. Closing a closed session changes nothing.
+async fn close(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let session = load(&state, &id).await?;
+    if let Some(cancelled) = state
+        .store
+        .close_session(session.id, SessionStatus::Closed)
+        .await?
+    {
+        cancelled.into_iter().for_each(|e| state.bus.publish(e));
+        for (_, run_id, status) in state.store.session_runs(session.id).await? {
+            if status == "running" {
+                state.store.request_cancel(run_id).await?;
+                state.jobs.stop(run_id, StopReason::Cancelled);
+            }
+        }
+        state.sessions.discard(session.id).await;
+    }
+    let session = load(&state, &id).await?;
+    let runs = state.store.session_runs(session.id).await?;
+    Ok(Json(view(&session, &runs)))
+}
+
+fn closed(session: &SessionRecord) -> ApiError {
+    let status = match session.status {
+        SessionStatus::Expired => "expired",
+        _ => "closed",
+    };
+    ApiError::Conflict {
+        code: "session_closed",
+        message: format!("the session is {status}; open a new one"),
+    }
+}
+
+fn view(session: &SessionRecord, runs: &[(u32, RunId, String)]) -> Value {
+    let open = session.status == SessionStatus::Open;
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|(turn, id, status)| json!({"turn": turn, "id": id, "status": status}))
+        .collect();
+    json!({
+        "id": session.id,
+        "status": session.status,
+        "turns": session.turns,
+        "idle_timeout_s": session.idle_timeout_ms as f64 / 1000.0,
+        "metadata": session.metadata,
+        "created_at": views::timestamp(session.created_at),
+        "last_used_at": views::timestamp(session.last_used_at),
+        "expires_at": open.then(|| views::timestamp(session.last_used_at + session.idle_timeout_ms)),
+        "closed_at": session.closed_at.map(views::timestamp),
+        "runs": runs,
+    })
+}
