@@ -28,6 +28,21 @@ fn script(request: &SeenRequest, _: usize) -> Reply {
         .to_string();
     let turn = request.turn();
     let done = || code("answer['content'] = 'done'\nanswer['ready'] = True");
+    if request.body["model"] == "kid" {
+        // One block with one sub-call, then the answer: two turns and a sub-call deep.
+        return if turn == 1 {
+            code("r = llm_query(context)\nprint(r)")
+        } else {
+            done()
+        };
+    }
+    if question.contains("bench:tree") {
+        return if turn == 1 {
+            code("r = rlm_query_batched(['a', 'b', 'c'], model='kid')\nprint(r)")
+        } else {
+            done()
+        };
+    }
     if question.contains("bench:two") {
         if turn == 1 {
             code("x = 1 + 1\nprint(x)")
@@ -61,7 +76,7 @@ async fn timed_run(app: &TestApp, model: &FakeModel, prompt: &str) -> Sample {
     let id = app
         .submit_ok(
             &json!({"prompt": prompt, "context": "bench", "max_iterations": THIRTY + 5,
-                           "limits": {"max_concurrent_subcalls": BATCH}}),
+                           "max_depth": 2, "limits": {"max_concurrent_subcalls": BATCH}}),
         )
         .await;
     let events = app.events(&id, None).await;
@@ -165,6 +180,26 @@ async fn scenario_set(latency_ms: u64, reps: usize) {
     println!(
         "latency {latency_ms:>3} ms | llm_query_batched x{BATCH} | wall median {:>8.1} ms | batch inside the block (first sub-call sent to last answered) median {:.1} ms",
         median(walls), median(inside)
+    );
+
+    let mut walls = Vec::new();
+    let mut child_starts = Vec::new();
+    for _ in 0..reps.div_ceil(4).max(2) {
+        let sample = timed_run(&app, &model, "bench:tree").await;
+        walls.push(ms(sample.wall));
+        // From the root's first reply leaving the model to each child's first request:
+        // the root's block starting, rlm_query, the child stored and its first call made.
+        let root_answered = sample.requests[0].responded_at.expect("answered");
+        let kids = sample
+            .requests
+            .iter()
+            .filter(|r| r.is_root() && r.body["model"] == "kid" && r.turn() == 1);
+        child_starts.extend(kids.map(|r| ms(r.received_at.duration_since(root_answered))));
+    }
+    let critical_path = 5.0 * latency_ms as f64;
+    println!(
+        "latency {latency_ms:>3} ms | depth-2 tree, 3 children | wall median {:>8.1} ms (model critical path {critical_path:.0} ms) | rlm_query to the child's first model request median {:.2} ms, p90 {:.2} ms",
+        median(walls), median(child_starts.clone()), percentile(child_starts, 0.9)
     );
 }
 

@@ -264,3 +264,34 @@ async fn cancelling_a_root_stops_every_descendant_at_once() {
         3
     );
 }
+
+#[tokio::test]
+async fn children_make_their_own_sub_calls_over_several_turns() {
+    let model = FakeModel::with_script(Duration::ZERO, |request, _| {
+        if !request.is_root() {
+            return text(format!("sub({})", request.last_user_text()));
+        }
+        match (request.body["model"].as_str(), request.turn()) {
+            (Some("kid"), 1) => code("r = llm_query(context)\nprint(r)"),
+            (Some("kid"), _) => code("answer['content'] = r\nanswer['ready'] = True"),
+            (_, 1) => code("r = rlm_query_batched(['a', 'b'], model='kid')\nprint(r)"),
+            _ => code("answer['content'] = '+'.join(r)\nanswer['ready'] = True"),
+        }
+    })
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app
+        .submit_ok(&json!({"prompt": "Two kids.", "max_depth": 2}))
+        .await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        run["answer"],
+        "sub(a)+sub(b)",
+        "{}",
+        app.trajectory(&id).await
+    );
+    assert_eq!(run["tree"]["usage"]["llm_calls"], 2 + 2 * 3);
+}
