@@ -281,6 +281,33 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_sample_parses_and_names_only_known_variables() {
+        let sample = include_str!("../.env.sample");
+        let vars: HashMap<String, String> = sample
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#') && l.contains('='))
+            .map(|l| l.split_once('=').unwrap())
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let config = Config::from_vars(vars.clone()).unwrap();
+        assert_eq!(config.defaults.timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(config.defaults.max_tokens, None);
+        let source = include_str!("config.rs");
+        for name in vars.keys() {
+            assert!(
+                source.contains(&format!("\"{name}\"")),
+                "{name} is documented but never read"
+            );
+        }
+    }
+
+    #[test]
+    fn none_means_no_limit() {
+        let vars = HashMap::from([("RLM_TIMEOUT_S".to_string(), "none".to_string())]);
+        assert_eq!(Config::from_vars(vars).unwrap().defaults.timeout, None);
+    }
+
+    #[test]
     fn secrets_are_redacted_in_debug_output() {
         let vars = HashMap::from([("OPENAI_API_KEY".to_string(), "sk-live-123".to_string())]);
         let config = Config::from_vars(vars).unwrap();
