@@ -155,7 +155,9 @@ impl Engine {
                     tracing::warn!(%error, "could not keep the turn's conversation in the session");
                 }
                 *slot = Some(repl);
-                self.store.touch_session(session_id).await?;
+                if let Err(error) = self.store.touch_session(session_id).await {
+                    tracing::warn!(%error, "could not mark the session used");
+                }
                 flushed?;
             }
             _ => {
