@@ -295,3 +295,54 @@ async fn children_make_their_own_sub_calls_over_several_turns() {
     );
     assert_eq!(run["tree"]["usage"]["llm_calls"], 2 + 2 * 3);
 }
+
+#[tokio::test]
+async fn tree_cost_is_the_sum_of_every_call_priced_by_the_table_or_the_provider() {
+    let model = FakeModel::with_script(Duration::ZERO, |request, _| {
+        if !request.is_root() {
+            // A provider that reports its own cost (as OpenRouter does) is believed.
+            let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "priced"},
+                               "finish_reason": "stop"}],
+                              "usage": {"prompt_tokens": 10, "completion_tokens": 5, "cost": 0.25}});
+            return Reply::Raw { status: 200, headers: vec![], body: body.to_string() };
+        }
+        match request.body["model"].as_str() {
+            Some("kid") => code("answer['content'] = llm_query('price me')\nanswer['ready'] = True"),
+            _ => code("answer['content'] = '|'.join(rlm_query_batched(['x', 'y'], model='kid'))\nanswer['ready'] = True"),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.json");
+    std::fs::write(&prices, r#"{"models": {"boss": {"input": 10.0, "output": 20.0}, "kid": {"input": 1.0, "output": 2.0}}}"#).unwrap();
+    let app = spawn_app_with(&model, &[("RLM_PRICES_FILE", prices.to_str().unwrap())]).await;
+
+    let id = app
+        .submit_ok(&json!({"prompt": "Price it.", "model": "boss", "max_depth": 2}))
+        .await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let calls = all_calls(&app.trajectory(&id).await);
+    let sum: f64 = calls.iter().map(|c| c["cost_usd"].as_f64().unwrap()).sum();
+    // boss: 100 in at $10/M + 7 out at $20/M; each kid the same at $1/$2; each sub-call $0.25.
+    let expected =
+        (100.0 * 10.0 + 7.0 * 20.0) / 1e6 + 2.0 * (100.0 * 1.0 + 7.0 * 2.0) / 1e6 + 2.0 * 0.25;
+    assert!(
+        (sum - expected).abs() < 1e-12,
+        "calls sum to {sum}, expected {expected}"
+    );
+    let tree_cost = run["tree"]["usage"]["cost_usd"].as_f64().unwrap();
+    assert!((tree_cost - expected).abs() < 1e-12, "tree {tree_cost}");
+    let kid_cost = run["tree"]["usage_by_model"]["kid"]["cost_usd"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (kid_cost - (2.0 * 114.0 / 1e6 + 0.5)).abs() < 1e-12,
+        "kid {kid_cost}"
+    );
+    assert!(
+        (run["cost_usd"].as_f64().unwrap() - 1140.0 / 1e6).abs() < 1e-12,
+        "the root's own cost"
+    );
+}
