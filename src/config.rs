@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod providers;
+pub use providers::{AzureConfig, EndpointConfig, PortkeyConfig, ProviderEndpoints};
+
 /// A secret (an API key). `Debug` and `Display` never print it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -29,14 +32,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
-}
-
-/// How to reach the OpenAI Chat Completions API or any server that speaks it.
-#[derive(Debug, Clone)]
-pub struct OpenAiConfig {
-    pub api_key: Option<Secret>,
-    pub base_url: String,
-    pub default_model: String,
 }
 
 /// Settings shared by every provider client.
@@ -97,7 +92,7 @@ pub struct Config {
     /// A session with no turn for this long is closed and its REPL freed.
     pub session_idle_timeout: Duration,
     pub providers: ProviderSettings,
-    pub openai: OpenAiConfig,
+    pub providers_endpoints: ProviderEndpoints,
     pub sandbox: SandboxConfig,
 }
 
@@ -160,17 +155,7 @@ impl Config {
                 max_retries: env.parse("RLM_PROVIDER_MAX_RETRIES", 4)?,
                 max_retry_wait: env.seconds("RLM_PROVIDER_MAX_RETRY_WAIT_S", 60.0)?,
             },
-            openai: OpenAiConfig {
-                api_key: env.get("OPENAI_API_KEY").map(Secret::new),
-                base_url: env
-                    .get("OPENAI_BASE_URL")
-                    .unwrap_or_else(|| "https://api.openai.com/v1".into())
-                    .trim_end_matches('/')
-                    .to_string(),
-                default_model: env
-                    .get("RLM_OPENAI_MODEL")
-                    .unwrap_or_else(|| "gpt-4o-mini".into()),
-            },
+            providers_endpoints: ProviderEndpoints::from_vars(&env)?,
             sandbox: SandboxConfig {
                 program,
                 scratch_root: env
@@ -270,7 +255,7 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://rlmd.db");
         assert_eq!(config.max_body_bytes, 64 * 1024 * 1024);
         assert_eq!(config.defaults.block_timeout, Duration::from_secs(60));
-        assert!(config.openai.api_key.is_none());
+        assert!(config.providers_endpoints.openai.api_key.is_none());
     }
 
     #[test]
@@ -292,10 +277,21 @@ mod tests {
         let config = Config::from_vars(vars.clone()).unwrap();
         assert_eq!(config.defaults.timeout, Some(Duration::from_secs(3600)));
         assert_eq!(config.defaults.max_tokens, None);
-        let source = include_str!("config.rs");
+        let source = [
+            include_str!("config.rs"),
+            include_str!("config/providers.rs"),
+        ]
+        .concat();
         for name in vars.keys() {
+            // RLM_<PROVIDER>_MAX_CONCURRENCY names are built from the provider list.
+            let per_provider = name
+                .strip_prefix("RLM_")
+                .and_then(|n| n.strip_suffix("_MAX_CONCURRENCY"))
+                .is_some_and(|p| {
+                    crate::providers::KNOWN_PROVIDERS.contains(&p.to_lowercase().as_str())
+                });
             assert!(
-                source.contains(&format!("\"{name}\"")),
+                per_provider || source.contains(&format!("\"{name}\"")),
                 "{name} is documented but never read"
             );
         }

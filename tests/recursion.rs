@@ -250,7 +250,14 @@ async fn cancelling_a_root_stops_every_descendant_at_once() {
         "cancel took {:?}",
         started.elapsed()
     );
-    assert_eq!(processes_in(&app.scratch), 0, "a REPL of the tree survived");
+    // Killed processes may take a moment to vanish; all must be gone within the second.
+    while processes_in(&app.scratch) > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a REPL of the tree survived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let trajectory = app.trajectory(&id).await;
     let kid = &children(&trajectory)[0];
     let grandkid = &children(kid)[0];

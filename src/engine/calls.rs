@@ -5,7 +5,7 @@ use std::time::Instant;
 use super::recorder::{CallInfo, Recorder};
 use super::tree::Tree;
 use crate::domain::{RunError, Sampling};
-use crate::providers::{ChatModel, ChatRequest, Completion, Message, ProviderError};
+use crate::providers::{ChatRequest, Completion, Message, ProviderError, ProviderHandle};
 use crate::store::{LlmCallRecord, Write};
 
 /// Makes one model call for the tree. `Err` means a limit refused it (and stopped the tree);
@@ -15,21 +15,62 @@ use crate::store::{LlmCallRecord, Write};
 pub async fn charged_call(
     tree: &Tree,
     recorder: &Recorder,
-    provider: &dyn ChatModel,
+    provider: &ProviderHandle,
     call: &CallInfo<'_>,
     messages: &[Message],
     sampling: &Sampling,
 ) -> Result<(Result<Completion, ProviderError>, LlmCallRecord), RunError> {
     tree.admit_call()?;
+    let _slot = take_slot(recorder, provider, call).await;
     let started = Instant::now();
     let request = ChatRequest {
         model: call.model,
         messages,
         sampling,
     };
-    let result = provider.complete(request).await;
+    let mut result = provider.client.complete(request).await;
+    if let Ok(completion) = &mut result {
+        mark_if_cut_off(completion);
+    }
     let record = recorder.call_record(call, started.elapsed().as_millis() as i64, &result);
     recorder.keep(Write::LlmCall(record.clone()));
     let _ = tree.charge(record.input_tokens + record.output_tokens, record.cost_usd);
     Ok((result, record))
+}
+
+/// Waits for one of the provider's slots (its cap is shared by every run). A wait is
+/// announced at once, so that a stream shows why a run is idle.
+async fn take_slot(
+    recorder: &Recorder,
+    provider: &ProviderHandle,
+    call: &CallInfo<'_>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(permit) = provider.slots.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    recorder.emit(
+        "provider.waiting",
+        serde_json::json!({"provider": provider.name, "model": call.model, "kind": call.kind,
+                           "max_concurrency": provider.max_concurrency}),
+    );
+    let started = Instant::now();
+    let (_, permit) = tokio::join!(recorder.flush(), provider.slots.clone().acquire_owned());
+    recorder.emit(
+        "provider.acquired",
+        serde_json::json!({"provider": provider.name, "waited_ms": started.elapsed().as_millis() as u64}),
+    );
+    permit.ok()
+}
+
+/// A reply cut off at the output limit is kept, and says so.
+fn mark_if_cut_off(completion: &mut Completion) {
+    let cut = matches!(
+        completion.finish_reason.as_deref(),
+        Some("length" | "max_tokens" | "MAX_TOKENS")
+    );
+    if cut {
+        completion
+            .text
+            .push_str("\n\n[rlmd: this reply was cut off at the model's output token limit]");
+    }
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::calls::charged_call;
 use super::recorder::CallInfo;
 use super::{Engine, Parent};
-use crate::providers::{prompt_chars, ChatModel, Message};
+use crate::providers::{prompt_chars, Message, ProviderHandle};
 use crate::repl::{Host, HostCall};
 use crate::store::StoreError;
 
@@ -18,7 +18,7 @@ pub struct SubcallHost<'a> {
     pub engine: &'a Engine,
     pub parent: &'a Parent<'a>,
     /// The client of the run's sub-provider.
-    pub provider: Arc<dyn ChatModel>,
+    pub provider: Arc<ProviderHandle>,
     pub iteration: u32,
     /// Where the code's latest draft answer is kept.
     pub draft: &'a Mutex<Option<String>>,
@@ -97,7 +97,7 @@ impl SubcallHost<'_> {
         let call = charged_call(
             self.parent.tree,
             self.parent.recorder,
-            self.provider.as_ref(),
+            &self.provider,
             &info,
             &messages,
             self.parent.run.spec.sub_sampling(),

@@ -13,7 +13,7 @@ use super::repl_slot::ReplSlot;
 use super::tree::Tree;
 use super::{Engine, EngineError};
 use crate::domain::{RunError, RunSpec};
-use crate::providers::{prompt_chars, ChatModel, Message};
+use crate::providers::{prompt_chars, Message, ProviderHandle};
 use crate::store::{Finish, IterationRecord, RunRecord, Write};
 
 /// One run in progress: its conversation, its REPL, and what it would answer if stopped now.
@@ -23,7 +23,7 @@ pub struct RunState<'a> {
     spec: &'a RunSpec,
     tree: &'a Arc<Tree>,
     pub recorder: Recorder,
-    provider: Arc<dyn ChatModel>,
+    provider: Arc<ProviderHandle>,
     pub repl: ReplSlot,
     messages: Vec<Message>,
     /// `answer["content"]` as the code last left it, submitted or not (the REPL reports
@@ -54,7 +54,7 @@ impl<'a> RunState<'a> {
         run: &'a RunRecord,
         tree: &'a Arc<Tree>,
         recorder: Recorder,
-        provider: Arc<dyn ChatModel>,
+        provider: Arc<ProviderHandle>,
         repl: ReplSlot,
         messages: Vec<Message>,
     ) -> Self {
@@ -280,7 +280,7 @@ impl<'a> RunState<'a> {
         let call = charged_call(
             self.tree,
             &self.recorder,
-            self.provider.as_ref(),
+            &self.provider,
             &info,
             messages,
             &self.spec.sampling,

@@ -1,19 +1,22 @@
 //! Model providers: one client per API family behind the `ChatModel` trait.
 
+mod anthropic;
+mod gemini;
+mod http;
 mod openai;
 mod pricing;
+mod registry;
 mod retry;
-
-use std::collections::HashMap;
-use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::domain::Sampling;
-pub use openai::OpenAiClient;
+pub use anthropic::AnthropicClient;
+pub use gemini::GeminiClient;
+pub use openai::{Flavor, OpenAiClient};
 pub use pricing::{Price, PriceError, PriceTable};
+pub use registry::{ProviderHandle, Providers};
 pub use retry::RetryPolicy;
 
 /// Every provider name a request may use.
@@ -121,52 +124,16 @@ pub trait ChatModel: Send + Sync {
     ) -> BoxFuture<'a, Result<Completion, ProviderError>>;
 }
 
-/// The configured provider clients, by name, with each one's default model.
-#[derive(Clone, Default)]
-pub struct Providers {
-    clients: HashMap<String, (Arc<dyn ChatModel>, String)>,
-}
-
-impl Providers {
-    pub fn from_config(config: &Config) -> Result<Self, reqwest::Error> {
-        let mut providers = Self::default();
-        let openai = &config.openai;
-        // A local OpenAI-compatible server needs no key, only its base URL.
-        let openai_usable = openai.api_key.is_some() || !openai.base_url.contains("api.openai.com");
-        if openai_usable {
-            let client = OpenAiClient::new(
-                "openai",
-                &openai.base_url,
-                openai.api_key.clone(),
-                &config.providers,
-            )?;
-            providers.insert("openai", Arc::new(client), &openai.default_model);
-        }
-        Ok(providers)
-    }
-
-    pub fn insert(&mut self, name: &str, client: Arc<dyn ChatModel>, default_model: &str) {
-        self.clients
-            .insert(name.to_string(), (client, default_model.to_string()));
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<dyn ChatModel>> {
-        self.clients.get(name).map(|(client, _)| client.clone())
-    }
-
-    pub fn default_model(&self, name: &str) -> Option<&str> {
-        self.clients.get(name).map(|(_, model)| model.as_str())
-    }
-}
-
-/// Cuts a provider's error text to a readable excerpt and removes anything key-like.
+/// Removes the key (and anything key-like) from a provider's text, then cuts it to a
+/// readable excerpt. Scrubbing comes first, so a cut can never leave part of a key behind.
 pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {
-    let mut out: String = text.chars().take(500).collect();
+    let mut out = text.to_string();
     if let Some(secret) = secret.filter(|s| s.len() >= 4) {
         out = out.replace(secret, "[redacted]");
     }
     // Providers echo masked keys ("Incorrect API key provided: sk-ab***yz"): drop them too.
-    out.split(' ')
+    let scrubbed = out
+        .split(' ')
         .map(|word| {
             let bare = word.trim_matches(|c: char| {
                 !c.is_ascii_alphanumeric() && c != '-' && c != '_' && c != '*'
@@ -178,7 +145,8 @@ pub(crate) fn redact(text: &str, secret: Option<&str>) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    scrubbed.chars().take(500).collect()
 }
 
 #[cfg(test)]

@@ -1,19 +1,42 @@
-//! OpenAI Chat Completions, and every server that speaks it (vLLM, Ollama, llama.cpp, ...).
+//! OpenAI Chat Completions, and the services that speak it: Azure OpenAI, OpenRouter,
+//! Portkey, a LiteLLM proxy, and any OpenAI-compatible server (vLLM, Ollama, llama.cpp).
 
 use futures_util::future::BoxFuture;
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::retry::{is_retryable_status, should_retry_header, RetryPolicy};
-use super::{redact, ChatModel, ChatRequest, Completion, ProviderError, TokenUsage};
+use super::http::{Failure, Http, Retry};
+use super::{ChatModel, ChatRequest, Completion, ProviderError, TokenUsage};
 use crate::config::{ProviderSettings, Secret};
 
+/// Which service behind the OpenAI wire format: how to address and authenticate it, and
+/// its quirks.
+#[derive(Debug, Clone)]
+pub enum Flavor {
+    OpenAi,
+    /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…` with an
+    /// `api-key` header; `api_version: "v1"` selects `{endpoint}/openai/v1/chat/completions`.
+    Azure {
+        deployment: Option<String>,
+        api_version: String,
+    },
+    /// Reports each call's cost in `usage.cost`; may answer 200 with an error body.
+    OpenRouter,
+    /// `x-portkey-api-key`, and the provider as a header (or in the model, `@slug/model`).
+    Portkey {
+        provider: Option<String>,
+        virtual_key: Option<Secret>,
+    },
+    /// Reports each call's cost in the `x-litellm-response-cost` header.
+    LiteLlm,
+}
+
 pub struct OpenAiClient {
-    name: String,
-    http: reqwest::Client,
-    completions_url: String,
+    http: Http,
+    base_url: String,
     api_key: Option<Secret>,
-    retry: RetryPolicy,
+    flavor: Flavor,
 }
 
 impl OpenAiClient {
@@ -21,54 +44,43 @@ impl OpenAiClient {
         name: &str,
         base_url: &str,
         api_key: Option<Secret>,
+        flavor: Flavor,
         settings: &ProviderSettings,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .build()?;
+        let mut secrets: Vec<Secret> = api_key.iter().cloned().collect();
+        if let Flavor::Portkey {
+            virtual_key: Some(key),
+            ..
+        } = &flavor
+        {
+            secrets.push(key.clone());
+        }
         Ok(Self {
-            name: name.to_string(),
-            http,
-            completions_url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            http: Http::new(name, settings, secrets)?,
+            base_url: base_url.trim_end_matches('/').to_string(),
             api_key,
-            retry: RetryPolicy::from_settings(settings),
+            flavor,
         })
     }
 
-    async fn complete_with_retries(
-        &self,
-        request: ChatRequest<'_>,
-    ) -> Result<Completion, ProviderError> {
-        let body = self.body(&request);
-        let mut retry = 0;
-        loop {
-            let (error, headers) = match self.send_once(&body).await {
-                Ok(completion) => return Ok(completion),
-                Err(failure) => failure,
-            };
-            let retryable = match (&error, &headers) {
-                (_, Some(h)) if should_retry_header(h).is_some() => should_retry_header(h).unwrap(),
-                (
-                    ProviderError::Status {
-                        status, message, ..
-                    },
-                    _,
-                ) => is_retryable_status(*status) && !message.contains("insufficient_quota"),
-                (ProviderError::Timeout { .. } | ProviderError::Transport { .. }, _) => true,
-                _ => false,
-            };
-            if !retryable || retry >= self.retry.max_retries {
-                return Err(error);
+    fn url(&self, model: &str) -> String {
+        match &self.flavor {
+            Flavor::Azure { api_version, .. } if api_version == "v1" => {
+                format!("{}/openai/v1/chat/completions", self.base_url)
             }
-            let wait = self.retry.delay(retry, headers.as_ref());
-            tracing::warn!(provider = %self.name, retry = retry + 1, wait_ms = wait.as_millis() as u64, %error, "retrying model call");
-            tokio::time::sleep(wait).await;
-            retry += 1;
+            Flavor::Azure {
+                deployment,
+                api_version,
+            } => format!(
+                "{}/openai/deployments/{}/chat/completions?api-version={api_version}",
+                self.base_url,
+                deployment.as_deref().unwrap_or(model)
+            ),
+            _ => format!("{}/chat/completions", self.base_url),
         }
     }
 
-    fn body(&self, request: &ChatRequest<'_>) -> serde_json::Value {
+    fn body(&self, request: &ChatRequest<'_>) -> Value {
         let mut body = json!({"model": request.model, "messages": request.messages});
         let sampling = request.sampling;
         if let Some(t) = sampling.temperature {
@@ -83,110 +95,113 @@ impl OpenAiClient {
         if let Some(max) = sampling.max_tokens {
             // OpenAI itself wants the newer name (its reasoning models refuse the old one);
             // compatible servers know `max_tokens`.
-            let field = if self.completions_url.contains("api.openai.com") {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
+            let field = match self.flavor {
+                Flavor::OpenAi if self.base_url.contains("api.openai.com") => {
+                    "max_completion_tokens"
+                }
+                Flavor::Azure { .. } => "max_completion_tokens",
+                _ => "max_tokens",
             };
             body[field] = json!(max);
         }
         body
     }
 
-    /// One HTTP exchange. On failure, also the response headers (for `retry-after`).
-    async fn send_once(
+    fn request(
         &self,
-        body: &serde_json::Value,
-    ) -> Result<Completion, (ProviderError, Option<reqwest::header::HeaderMap>)> {
-        let mut request = self.http.post(&self.completions_url).json(body);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key.expose());
+        client: &reqwest::Client,
+        url: &str,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        let mut request = client.post(url).json(body);
+        let key = self.api_key.as_ref().map(Secret::expose);
+        match (&self.flavor, key) {
+            (Flavor::Azure { .. }, Some(key)) => request = request.header("api-key", key),
+            (
+                Flavor::Portkey {
+                    provider,
+                    virtual_key,
+                },
+                key,
+            ) => {
+                if let Some(key) = key {
+                    request = request.header("x-portkey-api-key", key);
+                }
+                if let Some(provider) = provider {
+                    request = request.header("x-portkey-provider", provider);
+                }
+                if let Some(virtual_key) = virtual_key {
+                    request = request.header("x-portkey-virtual-key", virtual_key.expose());
+                }
+            }
+            (_, Some(key)) => request = request.bearer_auth(key),
+            (_, None) => {}
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| (self.transport_error(&e), None))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| (self.transport_error(&e), Some(headers.clone())))?;
-        if !(200..300).contains(&status) {
-            let message = error_message(&text);
-            let error = ProviderError::Status {
-                provider: self.name.clone(),
-                status,
-                message: self.redact(&message),
-            };
-            return Err((error, Some(headers)));
+        if let Flavor::OpenRouter = self.flavor {
+            request = request.header("X-Title", "rlmd");
         }
-        self.parse_completion(status, &text)
-            .map_err(|e| (e, Some(headers)))
+        request
     }
 
-    fn parse_completion(&self, status: u16, text: &str) -> Result<Completion, ProviderError> {
+    fn read(&self, status: u16, headers: &HeaderMap, text: &str) -> Result<Completion, Failure> {
+        if !(200..300).contains(&status) {
+            let (message, code) = error_message(text);
+            return Err(self.http.status(
+                status,
+                &message,
+                self.retry_for(status, &code, &message),
+            ));
+        }
         let parsed: ChatCompletion =
-            serde_json::from_str(text).map_err(|_| ProviderError::Malformed {
-                provider: self.name.clone(),
-                status,
-                excerpt: self.redact(text),
-            })?;
+            serde_json::from_str(text).map_err(|_| self.http.malformed(status, text))?;
+        if let Some(error) = parsed.error {
+            // OpenRouter: the model failed after the response had begun, with a 200.
+            let code = error.code.as_ref().and_then(Value::as_u64).unwrap_or(502) as u16;
+            let message = error
+                .message
+                .unwrap_or_else(|| "the provider failed mid-response".into());
+            return Err(self.http.status(code, &message, Retry::ByStatus));
+        }
         let Some(choice) = parsed.choices.into_iter().next() else {
-            return Err(ProviderError::Malformed {
-                provider: self.name.clone(),
-                status,
-                excerpt: "no choices in the response".into(),
-            });
+            return Err(self.http.malformed(status, "no choices in the response"));
         };
-        let reason = choice.finish_reason.clone();
-        let Some(text) = choice.message.content else {
+        let Some(content) = choice.message.content else {
             let why = choice
                 .message
                 .refusal
                 .map(|r| format!("refused: {r}"))
-                .or(reason)
+                .or(choice.finish_reason)
                 .unwrap_or_else(|| "unknown".into());
-            return Err(ProviderError::Empty {
-                provider: self.name.clone(),
-                reason: why,
-            });
+            return Err(self.http.empty(why));
         };
         let usage = parsed.usage.unwrap_or_default();
+        let header_cost = headers
+            .get("x-litellm-response-cost")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok());
         Ok(Completion {
-            text,
+            text: content,
             usage: TokenUsage {
                 input_tokens: usage.prompt_tokens,
                 output_tokens: usage.completion_tokens,
                 cached_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
             },
             finish_reason: choice.finish_reason,
-            cost_usd: usage.cost,
+            cost_usd: usage.cost.or(header_cost),
         })
     }
 
-    fn transport_error(&self, error: &reqwest::Error) -> ProviderError {
-        if error.is_timeout() {
-            ProviderError::Timeout {
-                provider: self.name.clone(),
-            }
+    /// Quota and budget errors look retryable (some are 429s) but never succeed on retry.
+    fn retry_for(&self, status: u16, code: &str, message: &str) -> Retry {
+        let exhausted = code == "insufficient_quota"
+            || code == "budget_exceeded"
+            || message.contains("insufficient_quota")
+            || message.contains("Budget has been exceeded");
+        if exhausted || status == 402 {
+            Retry::Never
         } else {
-            // reqwest's message names the URL, never headers, so the key cannot appear.
-            let mut message = error.to_string();
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                message = format!("{message}: {cause}");
-                source = cause.source();
-            }
-            ProviderError::Transport {
-                provider: self.name.clone(),
-                message: self.redact(&message),
-            }
+            Retry::ByStatus
         }
-    }
-
-    fn redact(&self, text: &str) -> String {
-        redact(text, self.api_key.as_ref().map(Secret::expose))
     }
 }
 
@@ -195,23 +210,21 @@ impl ChatModel for OpenAiClient {
         &'a self,
         request: ChatRequest<'a>,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
-        Box::pin(self.complete_with_retries(request))
+        Box::pin(async move {
+            let url = self.url(request.model);
+            let body = self.body(&request);
+            self.http
+                .exchange(
+                    |client| self.request(client, &url, &body),
+                    |s, h, t| self.read(s, h, t),
+                )
+                .await
+        })
     }
 }
 
-/// The `error.message` of an OpenAI error body (with its code), else the raw text.
-fn error_message(body: &str) -> String {
-    #[derive(Deserialize)]
-    struct Envelope {
-        error: Detail,
-    }
-    #[derive(Deserialize)]
-    struct Detail {
-        message: Option<String>,
-        code: Option<serde_json::Value>,
-        #[serde(rename = "type")]
-        kind: Option<String>,
-    }
+/// The `error.message` of an OpenAI-style error body, and its code (or type).
+fn error_message(body: &str) -> (String, String) {
     match serde_json::from_str::<Envelope>(body) {
         Ok(Envelope { error }) => {
             let code = error
@@ -224,15 +237,29 @@ fn error_message(body: &str) -> String {
                 .or(error.kind)
                 .unwrap_or_default();
             let message = error.message.unwrap_or_default();
-            if code.is_empty() {
+            let text = if code.is_empty() {
                 message
             } else {
                 format!("{message} ({code})")
-            }
+            };
+            (text, code)
         }
-        Err(_) if body.trim().is_empty() => "empty response body".into(),
-        Err(_) => body.to_string(),
+        Err(_) if body.trim().is_empty() => ("empty response body".into(), String::new()),
+        Err(_) => (body.to_string(), String::new()),
     }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    message: Option<String>,
+    code: Option<Value>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +267,7 @@ struct ChatCompletion {
     #[serde(default)]
     choices: Vec<Choice>,
     usage: Option<Usage>,
+    error: Option<ErrorDetail>,
 }
 
 #[derive(Deserialize)]

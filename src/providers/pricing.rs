@@ -11,7 +11,7 @@ use super::TokenUsage;
 const BUILTIN: &str = include_str!("prices.json");
 
 /// USD per million tokens, and the model's context window in tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
 pub struct Price {
     pub input: f64,
     pub output: f64,
@@ -20,6 +20,9 @@ pub struct Price {
     pub cached_input: Option<f64>,
     #[serde(default)]
     pub context_window: Option<u64>,
+    /// The API family that serves the model (`openai`, `anthropic`, `gemini`).
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -99,12 +102,12 @@ mod tests {
     #[test]
     fn dated_and_prefixed_names_find_their_entry() {
         let table = PriceTable::builtin();
-        let mini = table.lookup("gpt-4o-mini").copied();
+        let mini = table.lookup("gpt-4o-mini").cloned();
         assert!(mini.is_some());
-        assert_eq!(table.lookup("gpt-4o-mini-2024-07-18").copied(), mini);
-        assert_eq!(table.lookup("openai/gpt-4o-mini").copied(), mini);
+        assert_eq!(table.lookup("gpt-4o-mini-2024-07-18").cloned(), mini);
+        assert_eq!(table.lookup("openai/gpt-4o-mini").cloned(), mini);
         assert_ne!(
-            table.lookup("gpt-4o-2024-08-06").copied(),
+            table.lookup("gpt-4o-2024-08-06").cloned(),
             mini,
             "gpt-4o is not gpt-4o-mini"
         );
@@ -119,6 +122,7 @@ mod tests {
             output: 8.0,
             cached_input: Some(0.5),
             context_window: None,
+            provider: None,
         };
         table.models.insert("m".into(), price);
         let usage = TokenUsage {
