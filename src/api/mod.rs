@@ -3,6 +3,7 @@
 mod error;
 mod health;
 mod json;
+mod providers;
 mod runs;
 mod sessions;
 mod sse;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use crate::config::RunDefaults;
 use crate::engine::SessionRepls;
 use crate::events::EventBus;
-use crate::providers::Providers;
+use crate::providers::{PriceTable, Providers};
 use crate::store::Store;
 use crate::worker::RunningJobs;
 
@@ -33,6 +34,7 @@ pub struct AppState {
     pub store: Store,
     pub bus: EventBus,
     pub providers: Providers,
+    pub prices: Arc<PriceTable>,
     pub defaults: Arc<RunDefaults>,
     pub jobs: RunningJobs,
     /// Rung on every submit so an idle worker claims the run at once.
@@ -47,6 +49,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(runs::router())
         .merge(sse::router())
         .merge(sessions::router())
+        .merge(providers::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(max_body_bytes))

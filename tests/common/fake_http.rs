@@ -1,0 +1,115 @@
+//! A fake provider of any API shape: it records each request whole (method, path with
+//! query, headers, body) and answers from a script, so tests can check the exact wire.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use super::fake_model::Reply;
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query, e.g. `/openai/deployments/d/chat/completions?api-version=2024-02-01`.
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub at: Instant,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+}
+
+type Script = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+#[derive(Clone)]
+struct State_ {
+    script: Arc<Script>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+pub struct FakeHttp {
+    pub base_url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeHttp {
+    /// The script sees each request and how many came before it.
+    pub async fn start(script: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let state = State_ {
+            script: Arc::new(script),
+            seen: seen.clone(),
+        };
+        let app = Router::new().fallback(handle).with_state(state);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            seen,
+            _server: server,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn handle(
+    State(state): State<State_>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let seen = Seen {
+        method: method.to_string(),
+        target: uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default(),
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        at: Instant::now(),
+    };
+    let index = {
+        let mut all = state.seen.lock().unwrap();
+        all.push(seen.clone());
+        all.len() - 1
+    };
+    match (state.script)(&seen, index) {
+        Reply::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+            for (name, value) in headers {
+                response.headers_mut().insert(name, value.parse().unwrap());
+            }
+            response
+        }
+        Reply::Text(text) => (StatusCode::OK, text).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "unsupported reply").into_response(),
+    }
+}
