@@ -30,6 +30,17 @@ impl ApiError {
         Self::bad_request("invalid_request", message)
     }
 
+    /// Says which comparison target a client error is about.
+    pub fn in_target(self, index: usize) -> Self {
+        match self {
+            Self::BadRequest { code, message } => Self::BadRequest {
+                code,
+                message: format!("targets[{index}]: {message}"),
+            },
+            other => other,
+        }
+    }
+
     pub fn run_not_found(id: &str) -> Self {
         Self::NotFound(format!("no run with id {id:?}"))
     }

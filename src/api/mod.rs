@@ -1,5 +1,6 @@
 //! The HTTP API (axum). Each module owns its routes; this file merges them.
 
+mod comparisons;
 mod error;
 mod health;
 mod json;
@@ -50,6 +51,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(sse::router())
         .merge(sessions::router())
         .merge(providers::router())
+        .merge(comparisons::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -4,6 +4,7 @@
 //! (claim, heartbeat, finish: everything a worker does to a job, fenced by its lease),
 //! `events` and `trajectory`.
 
+mod comparisons;
 mod events;
 mod lease;
 mod runs;

@@ -99,6 +99,19 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// POST `body` to `path`; the status and the JSON answer.
+    pub async fn submit_to(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// Submits and returns the new run's id, asserting the 202.
     pub async fn submit_ok(&self, body: &Value) -> String {
         let (status, run) = self.submit(body).await;

@@ -1,0 +1,160 @@
+//! Comparisons (original example 07): the same task on several providers and/or models.
+//! Each target is an ordinary run with its own trajectory; the comparison reads them side
+//! by side: answer, wall time, tokens and cost.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::submit::SubmitRun;
+use super::AppState;
+use crate::domain::{RunId, RunStatus};
+
+const MAX_TARGETS: usize = 16;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/comparisons", post(create))
+        .route("/v1/comparisons/{id}", get(show))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Target {
+    provider: String,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// `{"targets": [{"provider", "model"?}, …], …}` where the rest is a run body (`prompt`,
+/// `context`, `limits`, …) shared by every target.
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(mut body): ApiJson<serde_json::Map<String, Value>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let targets = body
+        .remove("targets")
+        .ok_or_else(|| ApiError::invalid("missing field `targets`"))?;
+    let targets: Vec<Target> = serde_json::from_value(targets)
+        .map_err(|e| ApiError::invalid(format!("`targets`: {e}")))?;
+    if targets.is_empty() || targets.len() > MAX_TARGETS {
+        return Err(ApiError::invalid(format!(
+            "`targets` must hold 1 to {MAX_TARGETS} entries"
+        )));
+    }
+    for field in ["provider", "model"] {
+        if body.contains_key(field) {
+            return Err(ApiError::invalid(format!(
+                "`{field}` belongs in each target"
+            )));
+        }
+    }
+    // Every target is checked before any run is stored.
+    let mut runs = Vec::with_capacity(targets.len());
+    for (index, target) in targets.iter().enumerate() {
+        let mut run_body = body.clone();
+        run_body.insert("provider".into(), json!(target.provider));
+        if let Some(model) = &target.model {
+            run_body.insert("model".into(), json!(model));
+        }
+        let submit: SubmitRun = serde_json::from_value(Value::Object(run_body))
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        let new_run = submit
+            .into_new_run(&state.defaults, &state.providers)
+            .map_err(|e| e.in_target(index))?;
+        runs.push(new_run);
+    }
+    let id = RunId::new();
+    let mut created = Vec::with_capacity(runs.len());
+    for mut new_run in runs {
+        new_run
+            .spec
+            .metadata
+            .insert("comparison_id".into(), json!(id));
+        let (run, event) = state.store.insert_run(&new_run).await?;
+        state.bus.publish(event);
+        created.push(run);
+    }
+    state.wake.notify_waiters();
+    let ids: Vec<RunId> = created.iter().map(|r| r.id).collect();
+    state.store.insert_comparison(id, &ids).await?;
+    let targets: Vec<Value> = created
+        .iter()
+        .map(|r| json!({"provider": r.spec.provider, "model": r.spec.model, "run_id": r.id}))
+        .collect();
+    let location = format!("/v1/comparisons/{id}");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(json!({"id": id, "runs": targets})),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no comparison with id {raw:?}"));
+    let id: RunId = raw.parse().map_err(|_| not_found())?;
+    let run_ids = state
+        .store
+        .comparison_runs(id)
+        .await?
+        .ok_or_else(not_found)?;
+    let mut results = Vec::with_capacity(run_ids.len());
+    let mut finished = 0;
+    for run_id in run_ids {
+        let Some(run) = state.store.get_run(run_id).await? else {
+            continue;
+        };
+        if run.status.is_terminal() {
+            finished += 1;
+        }
+        let wall_ms = match (run.started_at, run.finished_at) {
+            (Some(start), Some(end)) => Some(end - start),
+            _ => None,
+        };
+        results.push(json!({
+            "provider": run.spec.provider,
+            "model": run.spec.model,
+            "run_id": run.id,
+            "status": run.status,
+            "answer": run.answer,
+            "error": run.error,
+            "wall_ms": wall_ms,
+            "usage": run.usage,
+            "cost_usd": run.usage.cost_usd,
+        }));
+    }
+    let done = finished == results.len();
+    let best = |key: &str| {
+        results
+            .iter()
+            .filter(|r| r["status"] == json!(RunStatus::Succeeded))
+            .min_by(|a, b| {
+                a[key]
+                    .as_f64()
+                    .partial_cmp(&b[key].as_f64())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .map(|r| r["run_id"].clone())
+    };
+    let (fastest, cheapest) = if done {
+        (best("wall_ms"), best("cost_usd"))
+    } else {
+        (None, None)
+    };
+    Ok(Json(json!({
+        "id": id,
+        "status": if done { "finished" } else { "running" },
+        "results": results,
+        "fastest": fastest,
+        "cheapest": cheapest,
+    })))
+}
