@@ -451,3 +451,47 @@ async fn the_provider_list_shows_configuration_but_never_keys() {
     assert_eq!(by_name("openai")["configured"], true);
     assert_eq!(body["default_provider"], "openai");
 }
+
+#[tokio::test]
+async fn the_provider_cap_holds_for_all_calls_and_waiting_is_visible() {
+    let model = FakeModel::with_script(Duration::from_millis(100), |request, _| {
+        if request.is_root() {
+            code("r = llm_query_batched([str(i) for i in range(6)])\nanswer['content'] = ','.join(r)\nanswer['ready'] = True")
+        } else {
+            text(format!("r{}", request.last_user_text()))
+        }
+    })
+    .await;
+    let app = spawn_app_with(&model, &[("RLM_OPENAI_MAX_CONCURRENCY", "2")]).await;
+
+    let id = app
+        .submit_ok(&json!({"prompt": "Fan out.", "limits": {"max_concurrent_subcalls": 6}}))
+        .await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "r0,r1,r2,r3,r4,r5");
+    // The most calls the provider ever had at once.
+    let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
+    for request in model.requests() {
+        edges.push((request.received_at, 1));
+        edges.push((request.responded_at.unwrap(), -1));
+    }
+    edges.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        peak = peak.max(now);
+    }
+    assert_eq!(peak, 2);
+    let events = app.events(&id, None).await;
+    let waits = events
+        .iter()
+        .filter(|e| e.event == "provider.waiting")
+        .count();
+    assert!(waits >= 4, "each call past the cap is announced ({waits})");
+    assert!(events
+        .iter()
+        .any(|e| e.event == "provider.acquired"
+            && e.data["data"]["waited_ms"].as_u64().unwrap() >= 90));
+}
