@@ -495,3 +495,152 @@ async fn the_provider_cap_holds_for_all_calls_and_waiting_is_visible() {
         .any(|e| e.event == "provider.acquired"
             && e.data["data"]["waited_ms"].as_u64().unwrap() >= 90));
 }
+
+/// How each provider family says "ok" and "no", for the failure table below.
+struct Shape {
+    provider: &'static str,
+    ok: fn() -> Reply,
+    error: fn(u16, &str) -> Reply,
+}
+
+fn shapes() -> Vec<Shape> {
+    fn openai_error(status: u16, message: &str) -> Reply {
+        reply(
+            status,
+            json!({"error": {"message": message, "type": "invalid_request_error", "code": null}}),
+        )
+    }
+    vec![
+        Shape {
+            provider: "openai",
+            ok: || {
+                openai_ok(
+                    ANSWER_CODE,
+                    json!({"prompt_tokens": 1, "completion_tokens": 1}),
+                )
+            },
+            error: openai_error,
+        },
+        Shape {
+            provider: "azure_openai",
+            ok: || {
+                openai_ok(
+                    ANSWER_CODE,
+                    json!({"prompt_tokens": 1, "completion_tokens": 1}),
+                )
+            },
+            error: openai_error,
+        },
+        Shape {
+            provider: "openrouter",
+            ok: || {
+                openai_ok(
+                    ANSWER_CODE,
+                    json!({"prompt_tokens": 1, "completion_tokens": 1}),
+                )
+            },
+            error: openai_error,
+        },
+        Shape {
+            provider: "anthropic",
+            ok: || anthropic_ok(ANSWER_CODE),
+            error: |status, message| {
+                reply(
+                    status,
+                    json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+                )
+            },
+        },
+        Shape {
+            provider: "gemini",
+            ok: || gemini_ok(ANSWER_CODE),
+            error: |status, message| {
+                reply(
+                    status,
+                    json!({"error": {"code": status, "message": message, "status": "INTERNAL"}}),
+                )
+            },
+        },
+    ]
+}
+
+fn vars_for(provider: &str, base: &str) -> Vec<(&'static str, String)> {
+    match provider {
+        "openai" => vec![
+            ("OPENAI_BASE_URL", base.to_string()),
+            ("OPENAI_API_KEY", KEY.into()),
+        ],
+        "azure_openai" => vec![
+            ("AZURE_OPENAI_ENDPOINT", base.to_string()),
+            ("AZURE_OPENAI_API_KEY", KEY.into()),
+        ],
+        "openrouter" => vec![
+            ("OPENROUTER_BASE_URL", base.to_string()),
+            ("OPENROUTER_API_KEY", KEY.into()),
+        ],
+        "anthropic" => vec![
+            ("ANTHROPIC_BASE_URL", base.to_string()),
+            ("ANTHROPIC_API_KEY", KEY.into()),
+        ],
+        _ => vec![
+            ("GEMINI_BASE_URL", base.to_string()),
+            ("GOOGLE_API_KEY", KEY.into()),
+        ],
+    }
+}
+
+async fn run_shape(provider: &str, fake: &FakeHttp) -> Value {
+    let vars = vars_for(provider, &fake.base_url);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_on(provider, &vars, json!({"prompt": "Go."})).await.1
+}
+
+#[tokio::test]
+async fn every_provider_retries_server_errors_and_fails_clearly_on_bad_keys_and_bodies() {
+    for shape in shapes() {
+        let provider = shape.provider;
+        let (ok, error) = (shape.ok, shape.error);
+
+        // 500 twice, then success.
+        let fake = FakeHttp::start(move |_, index| {
+            if index < 2 {
+                error(500, "upstream hiccup")
+            } else {
+                ok()
+            }
+        })
+        .await;
+        let run = run_shape(provider, &fake).await;
+        assert_eq!(run["status"], "succeeded", "{provider}: {run}");
+        assert_eq!(fake.requests().len(), 3, "{provider}");
+
+        // 401 naming the key: failed at once, the message kept but not the key.
+        let fake = FakeHttp::start(move |_, _| error(401, &format!("bad key {KEY}"))).await;
+        let run = run_shape(provider, &fake).await;
+        assert_eq!(
+            (run["status"].as_str(), run["error"]["code"].as_str()),
+            (Some("failed"), Some("provider_error")),
+            "{provider}"
+        );
+        let message = run["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{provider} answered HTTP 401: bad key [redacted]")),
+            "{provider}: {message}"
+        );
+        assert_eq!(fake.requests().len(), 1, "{provider}: a 401 is not retried");
+
+        // A body that is not JSON.
+        let fake = FakeHttp::start(|_, _| Reply::Raw {
+            status: 200,
+            headers: vec![],
+            body: "<html>proxy error</html>".into(),
+        })
+        .await;
+        let run = run_shape(provider, &fake).await;
+        assert_eq!(
+            run["error"]["message"],
+            format!("{provider} sent a malformed response (HTTP 200): <html>proxy error</html>"),
+            "{provider}"
+        );
+    }
+}
