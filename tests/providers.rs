@@ -644,3 +644,59 @@ async fn every_provider_retries_server_errors_and_fails_clearly_on_bad_keys_and_
         );
     }
 }
+
+#[tokio::test]
+async fn azure_v1_puts_the_model_in_the_body_and_openrouter_errors_inside_a_200_fail_clearly() {
+    let fake = FakeHttp::start(|_, _| {
+        openai_ok(
+            ANSWER_CODE,
+            json!({"prompt_tokens": 5, "completion_tokens": 2}),
+        )
+    })
+    .await;
+    let base = fake.base_url.clone();
+    let (_, run) = run_on(
+        "azure_openai",
+        &[
+            ("AZURE_OPENAI_API_KEY", KEY),
+            ("AZURE_OPENAI_ENDPOINT", &base),
+            ("AZURE_OPENAI_API_VERSION", "v1"),
+        ],
+        json!({"prompt": "Go.", "model": "my-deployment"}),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let seen = &fake.requests()[0];
+    assert_eq!(seen.target, "/openai/v1/chat/completions");
+    assert_eq!(seen.body["model"], "my-deployment");
+    assert_eq!(seen.header("api-key").as_deref(), Some(KEY));
+
+    let fake = FakeHttp::start(|_, _| {
+        reply(
+            200,
+            json!({"error": {"code": 502, "message": "upstream model went away"}}),
+        )
+    })
+    .await;
+    let base = fake.base_url.clone();
+    let (_, run) = run_on(
+        "openrouter",
+        &[
+            ("OPENROUTER_API_KEY", KEY),
+            ("OPENROUTER_BASE_URL", &base),
+            ("RLM_PROVIDER_MAX_RETRIES", "1"),
+        ],
+        json!({"prompt": "Go."}),
+    )
+    .await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(
+        run["error"]["message"],
+        "openrouter answered HTTP 502: upstream model went away"
+    );
+    assert_eq!(
+        fake.requests().len(),
+        2,
+        "a 502 inside a 200 is retried like a 502"
+    );
+}
