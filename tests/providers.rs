@@ -197,6 +197,7 @@ async fn gemini_gets_contents_and_generation_config_and_its_usage_is_read() {
         "thinking tokens are output"
     );
     assert_eq!(run["usage"]["cached_tokens"], 16);
+    assert_eq!(run["usage"]["reasoning_tokens"], 4);
 }
 
 #[tokio::test]
@@ -698,5 +699,33 @@ async fn azure_v1_puts_the_model_in_the_body_and_openrouter_errors_inside_a_200_
         fake.requests().len(),
         2,
         "a 502 inside a 200 is retried like a 502"
+    );
+}
+
+#[tokio::test]
+async fn reasoning_tokens_are_counted_and_a_cut_off_reply_is_marked() {
+    let fake = FakeHttp::start(|_, index| {
+        if index == 0 {
+            reply(200, json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Let me think about"},
+                "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 50, "completion_tokens_details": {"reasoning_tokens": 42}}}))
+        } else {
+            openai_ok(ANSWER_CODE, json!({"prompt_tokens": 10, "completion_tokens": 5}))
+        }
+    })
+    .await;
+    let base = format!("{}/v1", fake.base_url);
+    let unused = FakeModel::start(vec![text("unused")], |_| text("unused")).await;
+    let app = spawn_app_with(&unused, &[("OPENAI_BASE_URL", &base)]).await;
+
+    let id = app.submit_ok(&json!({"prompt": "Think."})).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["usage"]["reasoning_tokens"], 42);
+    let trajectory = app.trajectory(&id).await;
+    assert_eq!(
+        trajectory["iterations"][0]["reply"],
+        "Let me think about\n\n[rlmd: this reply was cut off at the model's output token limit]"
     );
 }

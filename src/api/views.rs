@@ -98,6 +98,7 @@ pub fn trajectory(run: Value, trajectory: &Trajectory, children: Vec<Value>) -> 
                 "input_tokens": c.input_tokens,
                 "output_tokens": c.output_tokens,
                 "cached_tokens": c.cached_tokens,
+                "reasoning_tokens": c.reasoning_tokens,
                 "cost_usd": c.cost_usd,
                 "latency_ms": c.latency_ms,
                 "error": c.error,

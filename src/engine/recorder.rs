@@ -128,6 +128,7 @@ impl Recorder {
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
             cached_tokens: usage.cached_tokens,
+            reasoning_tokens: usage.reasoning_tokens,
             cost_usd,
             latency_ms,
             error,

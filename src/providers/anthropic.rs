@@ -116,6 +116,8 @@ impl AnthropicClient {
                 input_tokens: usage.input_tokens + cached + usage.cache_creation_input_tokens,
                 output_tokens: usage.output_tokens,
                 cached_tokens: cached,
+                // Thinking is billed within output_tokens and not reported apart.
+                reasoning_tokens: 0,
             },
             finish_reason: reply.stop_reason,
             cost_usd: None,

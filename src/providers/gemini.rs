@@ -112,6 +112,7 @@ impl GeminiClient {
                 // Thinking is billed as output.
                 output_tokens: usage.candidates_token_count + usage.thoughts_token_count,
                 cached_tokens: usage.cached_content_token_count,
+                reasoning_tokens: usage.thoughts_token_count,
             },
             finish_reason: finish,
             cost_usd: None,

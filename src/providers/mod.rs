@@ -82,6 +82,8 @@ pub struct TokenUsage {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    /// Reasoning tokens (already counted in `output_tokens`).
+    pub reasoning_tokens: i64,
 }
 
 #[derive(Debug, Clone)]

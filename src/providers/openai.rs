@@ -185,6 +185,9 @@ impl OpenAiClient {
                 input_tokens: usage.prompt_tokens,
                 output_tokens: usage.completion_tokens,
                 cached_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+                reasoning_tokens: usage
+                    .completion_tokens_details
+                    .map_or(0, |d| d.reasoning_tokens),
             },
             finish_reason: choice.finish_reason,
             cost_usd: usage.cost.or(header_cost),
@@ -289,8 +292,15 @@ struct Usage {
     #[serde(default)]
     completion_tokens: i64,
     prompt_tokens_details: Option<PromptTokensDetails>,
+    completion_tokens_details: Option<CompletionTokensDetails>,
     /// OpenRouter reports what the call cost.
     cost: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct CompletionTokensDetails {
+    #[serde(default)]
+    reasoning_tokens: i64,
 }
 
 #[derive(Deserialize)]

@@ -129,6 +129,7 @@ mod tests {
             input_tokens: 1_000_000,
             output_tokens: 500_000,
             cached_tokens: 400_000,
+            reasoning_tokens: 0,
         };
         // 600k fresh at $2 + 400k cached at $0.50 + 500k out at $8
         assert_eq!(table.cost("m", &usage), Some(1.2 + 0.2 + 4.0));

@@ -27,6 +27,7 @@ pub struct Usage {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
     pub llm_calls: i64,
     pub cost_usd: f64,
 }
@@ -81,6 +82,7 @@ pub(super) const RUN_COLUMNS: &str =
     (SELECT SUM(input_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS input_tokens, \
     (SELECT SUM(output_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS output_tokens, \
     (SELECT SUM(cached_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS cached_tokens, \
+    (SELECT SUM(reasoning_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS reasoning_tokens, \
     (SELECT COUNT(*) FROM llm_calls c WHERE c.run_id = r.id) AS llm_calls, \
     (SELECT TOTAL(cost_usd) FROM llm_calls c WHERE c.run_id = r.id) AS cost_usd";
 
@@ -273,6 +275,9 @@ pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
             input_tokens: row.try_get::<Option<i64>, _>("input_tokens")?.unwrap_or(0),
             output_tokens: row.try_get::<Option<i64>, _>("output_tokens")?.unwrap_or(0),
             cached_tokens: row.try_get::<Option<i64>, _>("cached_tokens")?.unwrap_or(0),
+            reasoning_tokens: row
+                .try_get::<Option<i64>, _>("reasoning_tokens")?
+                .unwrap_or(0),
             llm_calls: row.try_get::<Option<i64>, _>("llm_calls")?.unwrap_or(0),
             cost_usd: row.try_get("cost_usd")?,
         },

@@ -44,6 +44,7 @@ pub struct LlmCallRecord {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
     pub cost_usd: f64,
     pub latency_ms: i64,
     pub error: Option<String>,
@@ -115,7 +116,7 @@ impl Store {
         .collect::<Result<_, _>>()?;
         let llm_calls = sqlx::query(
             "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
-                 output_tokens, cached_tokens, cost_usd, latency_ms, error, created_at \
+                 output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at \
              FROM llm_calls WHERE run_id = ? ORDER BY id",
         )
         .bind(&id)
@@ -170,6 +171,7 @@ fn llm_call_from_row(row: &SqliteRow) -> Result<LlmCallRecord, sqlx::Error> {
         input_tokens: row.try_get("input_tokens")?,
         output_tokens: row.try_get("output_tokens")?,
         cached_tokens: row.try_get("cached_tokens")?,
+        reasoning_tokens: row.try_get("reasoning_tokens")?,
         cost_usd: row.try_get("cost_usd")?,
         latency_ms: row.try_get("latency_ms")?,
         error: row.try_get("error")?,
@@ -228,8 +230,9 @@ async fn insert_llm_call(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
-             reply, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms, error, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             reply, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, \
+             error, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(run_id.to_string())
     .bind(call.attempt as i64)
@@ -242,6 +245,7 @@ async fn insert_llm_call(
     .bind(call.input_tokens)
     .bind(call.output_tokens)
     .bind(call.cached_tokens)
+    .bind(call.reasoning_tokens)
     .bind(call.cost_usd)
     .bind(call.latency_ms)
     .bind(&call.error)

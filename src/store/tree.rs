@@ -38,7 +38,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT c.model, SUM(c.input_tokens) AS input_tokens, SUM(c.output_tokens) AS output_tokens, \
-                 SUM(c.cached_tokens) AS cached_tokens, COUNT(*) AS llm_calls, TOTAL(c.cost_usd) AS cost_usd \
+                 SUM(c.cached_tokens) AS cached_tokens, SUM(c.reasoning_tokens) AS reasoning_tokens, COUNT(*) AS llm_calls, TOTAL(c.cost_usd) AS cost_usd \
              FROM llm_calls c WHERE {scope} GROUP BY c.model"
         );
         let rows = sqlx::query(&sql)
@@ -51,6 +51,7 @@ impl Store {
                 input_tokens: row.try_get("input_tokens")?,
                 output_tokens: row.try_get("output_tokens")?,
                 cached_tokens: row.try_get("cached_tokens")?,
+                reasoning_tokens: row.try_get("reasoning_tokens")?,
                 llm_calls: row.try_get("llm_calls")?,
                 cost_usd: row.try_get("cost_usd")?,
             };
@@ -76,6 +77,7 @@ pub fn total(usages: impl IntoIterator<Item = Usage>) -> Usage {
         sum.input_tokens += u.input_tokens;
         sum.output_tokens += u.output_tokens;
         sum.cached_tokens += u.cached_tokens;
+        sum.reasoning_tokens += u.reasoning_tokens;
         sum.llm_calls += u.llm_calls;
         sum.cost_usd += u.cost_usd;
         sum
