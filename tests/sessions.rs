@@ -214,3 +214,31 @@ async fn an_idle_session_expires_and_its_repl_is_freed() {
         .await;
     assert_eq!(status, 409);
 }
+
+#[tokio::test]
+async fn after_a_restart_a_session_gets_its_contexts_back_but_not_its_variables() {
+    let model = FakeModel::with_script(Duration::ZERO, prompt_is_code()).await;
+    let app = spawn_app(&model).await;
+    let session = open_session(&app, json!({})).await;
+    let first = turn(
+        &app,
+        &session,
+        "x = 1\nanswer['content'] = 'set'\nanswer['ready'] = True",
+        "a",
+    )
+    .await;
+    app.wait_for_end(&first).await;
+
+    let app = app.restart(&model, &[]).await;
+    let second = turn(
+        &app,
+        &session,
+        "answer['content'] = f\"{context_0} {context_1} {'x' in globals()}\"\nanswer['ready'] = True",
+        "b",
+    )
+    .await;
+    let run = app.wait_for_end(&second).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "a b False");
+}
