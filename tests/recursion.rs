@@ -92,6 +92,13 @@ async fn batched_children_run_as_their_own_runs_and_answer_in_order() {
     // A child is a run of its own: readable by id, not listed among the roots.
     let kid_id = kids[0]["run"]["id"].as_str().unwrap();
     assert_eq!(app.run(kid_id).await["status"], "succeeded");
+    let (status, body) = app
+        .post_raw(&format!("/v1/runs/{kid_id}/cancel"), "", "application/json")
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("child_run"))
+    );
     let (_, list) = app.get("/v1/runs").await;
     assert_eq!(list["runs"].as_array().unwrap().len(), 1);
 

@@ -171,6 +171,21 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let run_id = parse_run_id(&id)?;
+    let run = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::run_not_found(&id))?;
+    if run.parent_id.is_some() {
+        // A child lives inside its root's job; its parent's code is waiting on it.
+        return Err(ApiError::Conflict {
+            code: "child_run",
+            message: format!(
+                "a child run ends with its tree: cancel its root run {}",
+                run.root_id
+            ),
+        });
+    }
     match state.store.request_cancel(run_id).await? {
         CancelOutcome::NotFound => return Err(ApiError::run_not_found(&id)),
         CancelOutcome::AlreadyFinished(status) => {
