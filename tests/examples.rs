@@ -102,3 +102,28 @@ async fn examples_03_and_06_are_accepted_with_recursion_and_compaction() {
     assert_eq!(status, 202, "{run}");
     assert_eq!(run["compaction"]["threshold_pct"], 0.5);
 }
+
+#[tokio::test]
+async fn example_07_is_a_comparison_body_the_server_accepts() {
+    let model = FakeModel::start(vec![text("unused")], |_| text("unused")).await;
+    let app = spawn_app_with(
+        &model,
+        &[
+            ("RLM_WORKERS", "0"),
+            ("ANTHROPIC_API_KEY", "k"),
+            ("GOOGLE_API_KEY", "k"),
+        ],
+    )
+    .await;
+    let (status, body) = app
+        .submit_to("/v1/comparisons", &example_body("07_multi_provider"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let providers: Vec<&str> = body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["openai", "anthropic", "gemini"]);
+}
