@@ -192,3 +192,30 @@ async fn numpy_and_pandas_are_available_to_model_code() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["answer"], "10 30.0 30.0");
 }
+
+#[tokio::test]
+async fn model_code_has_no_network() {
+    let model = FakeModel::start(
+        vec![code(
+            "import socket\nresults = []\n\
+             for family in (socket.AF_INET, socket.AF_INET6):\n\
+             \x20   try:\n\
+             \x20       socket.socket(family, socket.SOCK_STREAM)\n\
+             \x20       results.append('open')\n\
+             \x20   except OSError as e:\n\
+             \x20       results.append(type(e).__name__)\n\
+             a, b = socket.socketpair()\n\
+             results.append('unix ok')\n\
+             answer['content'] = ' '.join(results)\nanswer['ready'] = True",
+        )],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Call home.", json!(""))).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["answer"], "PermissionError PermissionError unix ok");
+}

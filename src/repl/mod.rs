@@ -5,6 +5,7 @@ pub mod child;
 mod process;
 pub mod protocol;
 mod sandbox;
+mod seccomp;
 
 pub use process::{Host, ReplError, ReplProcess};
 pub use protocol::{ExecOutcome, HostCall, ToolSource};
