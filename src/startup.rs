@@ -70,6 +70,16 @@ impl Application {
                 source,
             })?
             .port();
+        let sandbox = match crate::repl::probe(&config.sandbox).await {
+            Ok(report) => {
+                tracing::info!(%report, "sandbox checked");
+                Ok(report)
+            }
+            Err(error) => {
+                tracing::error!(%error, "the REPL sandbox does not start; runs will fail");
+                Err(error)
+            }
+        };
         let bus = EventBus::new(4096);
         let jobs = RunningJobs::default();
         let wake = Arc::new(Notify::new());
@@ -107,6 +117,7 @@ impl Application {
             shutdown: CancellationToken::new(),
             sessions,
             session_idle_timeout: config.session_idle_timeout,
+            sandbox: Arc::new(sandbox),
         };
         Ok(Self {
             listener,

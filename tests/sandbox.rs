@@ -219,3 +219,36 @@ async fn model_code_has_no_network() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["answer"], "PermissionError PermissionError unix ok");
 }
+
+#[tokio::test]
+async fn readyz_reports_what_the_sandbox_enforces() {
+    let model = FakeModel::start(vec![text("unused")], |_| text("unused")).await;
+    let app = spawn_app_with(
+        &model,
+        &[("RLM_WORKERS", "0"), ("RLM_REPL_MEMORY_MB", "2048")],
+    )
+    .await;
+
+    let (status, body) = app.get("/readyz").await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    let sandbox = &body["sandbox"];
+    assert_eq!(sandbox["no_new_privs"], true);
+    assert_eq!(sandbox["seccomp"], true);
+    assert_eq!(sandbox["network"], "blocked");
+    assert_eq!(sandbox["capabilities_dropped"], true);
+    assert_eq!(sandbox["memory_limit_bytes"], 2048u64 * 1024 * 1024);
+    assert_eq!(sandbox["open_files_limit"], 256);
+    let environment: Vec<&str> = sandbox["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        environment.iter().all(|name| !name.contains("KEY")),
+        "{environment:?}"
+    );
+    assert!(sandbox["python"].as_str().unwrap().starts_with("3.11"));
+}

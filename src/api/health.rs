@@ -9,7 +9,9 @@ use super::error::ApiError;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -17,5 +19,18 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
         Ok(Json(json!({"status": "ok"})))
     } else {
         Err(ApiError::Unavailable("the database does not answer".into()))
+    }
+}
+
+/// Readiness: the database answers and REPL children start; with what the sandbox enforces.
+async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if !state.store.ping().await {
+        return Err(ApiError::Unavailable("the database does not answer".into()));
+    }
+    match state.sandbox.as_ref() {
+        Ok(report) => Ok(Json(json!({"status": "ready", "sandbox": report}))),
+        Err(error) => Err(ApiError::Unavailable(format!(
+            "the REPL sandbox does not start: {error}"
+        ))),
     }
 }

@@ -43,6 +43,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     pub sessions: SessionRepls,
     pub session_idle_timeout: Duration,
+    /// What the start-up probe found the REPL sandbox enforces (or why it failed).
+    pub sandbox: Arc<Result<serde_json::Value, String>>,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
