@@ -223,12 +223,16 @@ async fn runs_are_listed_newest_first_in_pages() {
     assert_eq!(page_ids(&queued), ids);
     let (_, done) = app.get("/v1/runs?status=succeeded").await;
     assert_eq!(done["runs"], json!([]));
+    let (_, skipped) = app.get("/v1/runs?limit=2&offset=3").await;
+    assert_eq!(page_ids(&skipped), ids[3..5]);
+    let (status, _) = app.get("/v1/runs?unknown_param=1").await;
+    assert_eq!(status, 200, "unknown query parameters are ignored");
     for bad in [
         "/v1/runs?limit=0",
         "/v1/runs?limit=abc",
         "/v1/runs?status=done",
         "/v1/runs?cursor=zzz",
-        "/v1/runs?sort=asc",
+        "/v1/runs?offset=-1",
     ] {
         let (status, body) = app.get(bad).await;
         assert_eq!(

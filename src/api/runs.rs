@@ -86,12 +86,13 @@ async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, ApiError> {
     Ok(view)
 }
 
+/// Unknown parameters are ignored, as is usual for query strings.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ListQuery {
     status: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    offset: Option<String>,
 }
 
 async fn list(
@@ -120,12 +121,19 @@ async fn list(
                 .map_err(|_| ApiError::invalid("`cursor` is not a cursor this server gave out"))?,
         ),
     };
+    let offset = match query.offset.as_deref() {
+        None | Some("") => 0,
+        Some(raw) => raw
+            .parse::<u32>()
+            .map_err(|_| ApiError::invalid("`offset` must be a number of runs to skip"))?,
+    };
     let runs = state
         .store
         .list_runs(&ListFilter {
             status,
             before,
             limit,
+            offset,
         })
         .await?;
     let next_cursor = (runs.len() == limit as usize)

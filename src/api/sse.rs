@@ -34,7 +34,6 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct EventsQuery {
     after: Option<i64>,
 }

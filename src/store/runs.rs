@@ -62,6 +62,8 @@ pub struct ListFilter {
     /// Only runs created before this one (the page cursor).
     pub before: Option<RunId>,
     pub limit: u32,
+    /// Runs to skip first (for clients that page by offset rather than by cursor).
+    pub offset: u32,
 }
 
 pub enum CancelOutcome {
@@ -178,12 +180,13 @@ impl Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r \
              WHERE r.parent_id IS NULL AND (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.id < ?2) \
-             ORDER BY r.id DESC LIMIT ?3"
+             ORDER BY r.id DESC LIMIT ?3 OFFSET ?4"
         );
         let rows = sqlx::query(&sql)
             .bind(filter.status.map(RunStatus::as_str))
             .bind(filter.before.map(|id| id.to_string()))
             .bind(filter.limit as i64)
+            .bind(filter.offset as i64)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()
