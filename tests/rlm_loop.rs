@@ -37,6 +37,10 @@ async fn a_run_computes_its_answer_in_code_and_stores_the_trajectory() {
     assert_eq!(run["usage"]["llm_calls"], 2);
     assert_eq!(run["usage"]["input_tokens"], 2 * PROMPT_TOKENS);
     assert_eq!(run["usage"]["output_tokens"], 2 * COMPLETION_TOKENS);
+    assert_eq!(
+        run["usage"]["total_tokens"],
+        2 * (PROMPT_TOKENS + COMPLETION_TOKENS)
+    );
 
     let trajectory = app.trajectory(&id).await;
     let iterations = trajectory["iterations"].as_array().unwrap();

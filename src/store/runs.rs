@@ -22,7 +22,7 @@ pub struct NewRun {
     pub session_id: Option<RunId>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Usage {
     pub input_tokens: i64,
     pub output_tokens: i64,
@@ -30,6 +30,32 @@ pub struct Usage {
     pub reasoning_tokens: i64,
     pub llm_calls: i64,
     pub cost_usd: f64,
+}
+
+impl serde::Serialize for Usage {
+    /// Shown with `total_tokens` (input + output), derived so it cannot disagree.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct View {
+            input_tokens: i64,
+            output_tokens: i64,
+            total_tokens: i64,
+            cached_tokens: i64,
+            reasoning_tokens: i64,
+            llm_calls: i64,
+            cost_usd: f64,
+        }
+        View {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            total_tokens: self.input_tokens + self.output_tokens,
+            cached_tokens: self.cached_tokens,
+            reasoning_tokens: self.reasoning_tokens,
+            llm_calls: self.llm_calls,
+            cost_usd: self.cost_usd,
+        }
+        .serialize(serializer)
+    }
 }
 
 #[derive(Debug, Clone)]
