@@ -12,9 +12,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
-use super::fake_model::Reply;
+use super::fake_model::{raw_response, serve, Reply};
 
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -58,13 +57,9 @@ impl FakeHttp {
             seen: seen.clone(),
         };
         let app = Router::new().fallback(handle).with_state(state);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let (base_url, server) = serve(app).await;
         Self {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url,
             seen,
             _server: server,
         }
@@ -102,13 +97,7 @@ async fn handle(
             status,
             headers,
             body,
-        } => {
-            let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
-            for (name, value) in headers {
-                response.headers_mut().insert(name, value.parse().unwrap());
-            }
-            response
-        }
+        } => raw_response(status, headers, body),
         Reply::Text(text) => (StatusCode::OK, text).into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "unsupported reply").into_response(),
     }

@@ -144,13 +144,9 @@ impl FakeModel {
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
             .with_state(state);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let (base, server) = serve(app).await;
         Self {
-            base_url: format!("http://127.0.0.1:{port}/v1"),
+            base_url: format!("{base}/v1"),
             seen,
             _server: server,
         }
@@ -220,13 +216,7 @@ async fn complete(
             status,
             headers,
             body,
-        } => {
-            let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
-            for (name, value) in headers {
-                response.headers_mut().insert(name, value.parse().unwrap());
-            }
-            return response;
-        }
+        } => return raw_response(status, headers, body),
     };
     // Fixed counts make usage totals exact in assertions.
     let prompt_tokens = PROMPT_TOKENS;
@@ -239,4 +229,23 @@ async fn complete(
                   "prompt_tokens_details": {"cached_tokens": 0}},
     }))
     .into_response()
+}
+
+/// Serves `app` on a free local port; its base URL and the server task.
+pub async fn serve(app: Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://127.0.0.1:{port}"), server)
+}
+
+/// Exactly this status, these headers and this body.
+pub fn raw_response(status: u16, headers: Vec<(&'static str, String)>, body: String) -> Response {
+    let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
 }
