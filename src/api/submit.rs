@@ -104,7 +104,8 @@ impl SubmitRun {
             Some(raw) => {
                 let first = raw.get().trim_start().as_bytes().first().copied();
                 match first {
-                    Some(b'"' | b'[' | b'{') => raw.get().to_string(),
+                    // Into a String without copying: contexts run to tens of megabytes.
+                    Some(b'"' | b'[' | b'{') => Box::<str>::from(raw).into_string(),
                     Some(b'n') => "\"\"".to_string(),
                     _ => {
                         return Err(ApiError::invalid(
