@@ -237,6 +237,7 @@ async fn readyz_reports_what_the_sandbox_enforces() {
     assert_eq!(sandbox["no_new_privs"], true);
     assert_eq!(sandbox["seccomp"], true);
     assert_eq!(sandbox["network"], "blocked");
+    assert_eq!(sandbox["filesystem"], "restricted");
     assert_eq!(sandbox["capabilities_dropped"], true);
     assert_eq!(sandbox["memory_limit_bytes"], 2048u64 * 1024 * 1024);
     assert_eq!(sandbox["open_files_limit"], 256);
@@ -251,4 +252,41 @@ async fn readyz_reports_what_the_sandbox_enforces() {
         "{environment:?}"
     );
     assert!(sandbox["python"].as_str().unwrap().starts_with("3.11"));
+}
+
+#[tokio::test]
+async fn model_code_sees_only_system_files_and_its_own_scratch_directory() {
+    let model = FakeModel::start(
+        vec![code(
+            "import os\nresults = []\n\
+             def attempt(label, action):\n\
+             \x20   try:\n\
+             \x20       action()\n\
+             \x20       results.append(label + ' ok')\n\
+             \x20   except OSError as e:\n\
+             \x20       results.append(label + ' ' + type(e).__name__)\n\
+             attempt('database', lambda: open(context['db'], 'rb').read(10))\n\
+             attempt('root listing', lambda: os.listdir('/'))\n\
+             attempt('tmp write', lambda: open('/tmp/rlmd-escape-test', 'w').write('x'))\n\
+             attempt('scratch write', lambda: open('notes.txt', 'w').write('x'))\n\
+             attempt('system read', lambda: open('/etc/hostname').read())\n\
+             answer['content'] = ', '.join(results)\nanswer['ready'] = True",
+        )],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let db = app.db_path.display().to_string();
+    let id = app
+        .submit_ok(&task("Look around.", json!({"db": db})))
+        .await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        run["answer"],
+        "database PermissionError, root listing PermissionError, tmp write PermissionError, scratch write ok, system read ok"
+    );
+    assert!(!std::path::Path::new("/tmp/rlmd-escape-test").exists());
 }

@@ -2,6 +2,7 @@
 //! a pipe. `process` is the server's side, `child` the child's, `protocol` the wire between.
 
 pub mod child;
+mod landlock;
 mod probe;
 mod process;
 pub mod protocol;

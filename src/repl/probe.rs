@@ -17,11 +17,17 @@ try:
     network = 'open'
 except OSError:
     network = 'blocked'
+try:
+    os.listdir('/')
+    filesystem = 'open'
+except OSError:
+    filesystem = 'restricted'
 print(json.dumps({
     'environment': sorted(os.environ),
     'no_new_privs': status.get('NoNewPrivs', '').strip() == '1',
     'seccomp': status.get('Seccomp', '').strip() == '2',
     'network': network,
+    'filesystem': filesystem,
     'capabilities_dropped': int(status.get('CapEff', '0').strip() or '0', 16) == 0,
     'python': sys.version.split()[0],
     'memory_limit_bytes': resource.getrlimit(resource.RLIMIT_AS)[0],

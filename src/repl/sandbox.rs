@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
-use super::seccomp;
+use super::{landlock, seccomp};
 use crate::config::SandboxConfig;
 
 /// Environment passed to the child. Nothing else, and certainly no API key, crosses over.
@@ -43,13 +43,15 @@ pub fn command(config: &SandboxConfig, workdir: &Path, stderr_log: std::fs::File
         file_size: config.max_file_bytes,
         open_files: config.max_open_files,
     };
-    // Built before the fork: the child only hands it to the kernel.
+    // Built before the fork: the child only hands them to the kernel.
     let filter = seccomp::network_filter();
+    let files = landlock::Rules::new(&config.program, workdir);
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
     // system calls (setrlimit, prctl), allocating nothing.
     unsafe {
         cmd.pre_exec(move || {
             limits.apply()?;
+            files.apply()?;
             seccomp::install(&filter)
         });
     }
