@@ -29,7 +29,7 @@ use crate::store::{ClaimedRun, Finish, NewRun, RunRecord, Store, StoreError};
 pub use recorder::Recorder;
 use repl_slot::ReplSlot;
 pub use sessions::SessionRepls;
-pub use tree::{Spent, Tree};
+use tree::Tree;
 use turn::RunState;
 
 /// Runs claimed jobs. Cheap to clone; shared by all workers.

@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{Limits, RunError};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Spent {
-    pub tokens: i64,
-    pub cost_usd: f64,
-    pub llm_calls: i64,
+struct Spent {
+    tokens: i64,
+    cost_usd: f64,
+    llm_calls: i64,
 }
 
 pub struct Tree {
@@ -122,10 +122,6 @@ impl Tree {
             None => self.stop.cancelled().await,
         }
         self.tripped().expect("the stop is only signalled by trip")
-    }
-
-    pub fn spent(&self) -> Spent {
-        *self.lock()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Spent> {

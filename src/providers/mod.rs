@@ -17,7 +17,6 @@ pub use gemini::GeminiClient;
 pub use openai::{Flavor, OpenAiClient};
 pub use pricing::{Price, PriceError, PriceTable};
 pub use registry::{ProviderHandle, Providers};
-pub use retry::RetryPolicy;
 
 /// Every provider name a request may use.
 pub const KNOWN_PROVIDERS: &[&str] = &[

@@ -39,7 +39,7 @@ pub enum Finish {
 }
 
 impl Finish {
-    fn status(&self) -> RunStatus {
+    pub fn status(&self) -> RunStatus {
         match self {
             Self::Succeeded { .. } => RunStatus::Succeeded,
             Self::Failed { .. } => RunStatus::Failed,

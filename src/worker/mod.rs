@@ -140,7 +140,7 @@ impl WorkerPool {
                 tracing::warn!("run finished after its lease was lost; result dropped")
             }
             Ok(events) => {
-                tracing::info!(status = finish_status(&finish), "run finished");
+                tracing::info!(status = finish.status().as_str(), "run finished");
                 events.into_iter().for_each(|e| self.engine.bus.publish(e));
             }
             Err(error) => tracing::error!(%error, "could not record the end of the run"),
@@ -213,10 +213,3 @@ impl WorkerPool {
     }
 }
 
-fn finish_status(finish: &Finish) -> &'static str {
-    match finish {
-        Finish::Succeeded { .. } => "succeeded",
-        Finish::Failed { .. } => "failed",
-        Finish::Cancelled => "cancelled",
-    }
-}
