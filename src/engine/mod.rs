@@ -218,12 +218,10 @@ impl Engine {
                 session_id: None,
             };
             let store = self.store.clone();
-            let inserted = self
-                .writes
-                .spawn(async move { store.insert_child_run(&new_run).await });
-            let (child, started) = inserted
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))??;
+            let (child, started) = write_through(&self.writes, async move {
+                store.insert_child_run(&new_run).await
+            })
+            .await?;
             self.bus.publish(started);
             parent.recorder.emit(
                 "child.started",
@@ -239,11 +237,14 @@ impl Engine {
                     )
                 }
             };
-            for event in self
-                .store
-                .finish_run(child.id, child.root_id, None, &finish)
-                .await?
-            {
+            let (store, recorded) = (self.store.clone(), finish.clone());
+            let finished = write_through(&self.writes, async move {
+                store
+                    .finish_run(child.id, child.root_id, None, &recorded)
+                    .await
+            })
+            .await?;
+            for event in finished {
                 self.bus.publish(event);
             }
             let (status, text) = match finish {
@@ -267,4 +268,16 @@ impl Engine {
             Ok(text)
         })
     }
+}
+
+/// Runs a database write to its end even if the run that asked for it is stopped meanwhile:
+/// a future dropped in the middle of a transaction would leave SQLite's write lock held.
+pub(crate) async fn write_through<T: Send + 'static>(
+    writes: &TaskTracker,
+    write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    writes
+        .spawn(write)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
 }

@@ -4,11 +4,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
-use super::Engine;
+use super::{write_through, Engine};
 use crate::domain::RunId;
 use crate::events::EventBus;
 use crate::providers::{Completion, PriceTable, ProviderError};
-use crate::store::{LlmCallRecord, RunRecord, Store, StoreError, StoreResult, Write};
+use crate::store::{LlmCallRecord, RunRecord, Store, StoreResult, Write};
 use tokio_util::task::TaskTracker;
 
 /// Records are buffered and written in one transaction by `flush`, which the engine runs
@@ -83,14 +83,14 @@ impl Recorder {
         }
         let (store, bus) = (self.store.clone(), self.bus.clone());
         let (root_id, run_id) = (self.root_id, self.run_id);
-        let write = self.writes.spawn(async move {
+        write_through(&self.writes, async move {
             let _held_until_written = one_at_a_time;
             for event in store.record(root_id, run_id, &batch).await? {
                 bus.publish(event);
             }
             Ok(())
-        });
-        write.await.map_err(|e| StoreError::Task(e.to_string()))?
+        })
+        .await
     }
 
     /// Runs `work` while flushing; a failed flush wins over the work's result.
