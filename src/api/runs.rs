@@ -17,7 +17,7 @@ use super::{views, AppState};
 use crate::domain::{RunId, RunStatus};
 use std::collections::HashMap;
 
-use crate::store::{total_usage, CancelOutcome, ListFilter, RunRecord, Store};
+use crate::store::{CancelOutcome, ListFilter, RunRecord, Store};
 use crate::worker::StopReason;
 
 const DEFAULT_PAGE: u32 = 20;
@@ -47,9 +47,7 @@ async fn submit(
     state.bus.publish(event);
     state.wake.notify_waiters();
     // The same shape as GET, built from what was stored (a worker may already have it).
-    let mut view = views::run(&run);
-    view["usage_by_model"] = json!({});
-    view["tree"] = json!({"runs": 1, "usage": run.usage, "usage_by_model": {}});
+    let view = views::new_run(&run);
     let location = format!("/v1/runs/{}", run.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -73,17 +71,20 @@ async fn show(
 
 /// A run with its spending by model and, for a root, its whole tree's.
 async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, ApiError> {
-    let mut view = views::run(run);
-    view["usage_by_model"] = json!(store.usage_by_model(run.id, false).await?);
-    if run.parent_id.is_none() {
-        let by_model = store.usage_by_model(run.id, true).await?;
-        view["tree"] = json!({
-            "runs": store.tree_size(run.id).await?,
-            "usage": total_usage(by_model.values().cloned()),
-            "usage_by_model": by_model,
-        });
+    let own = store.usage_by_model(run.id, false).await?;
+    if run.parent_id.is_some() {
+        return Ok(views::run_detail(run, &own, None));
     }
-    Ok(view)
+    let by_model = store.usage_by_model(run.id, true).await?;
+    let runs = store.tree_size(run.id).await?;
+    Ok(views::run_detail(
+        run,
+        &own,
+        Some(views::TreeSpending {
+            runs,
+            by_model: &by_model,
+        }),
+    ))
 }
 
 /// Unknown parameters are ignored, as is usual for query strings.

@@ -109,7 +109,7 @@ async fn submit_turn(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(views::run(&run)),
+        Json(views::new_run(&run)),
     ))
 }
 

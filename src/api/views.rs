@@ -4,12 +4,49 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::store::{RunRecord, StoredEvent, Trajectory};
+use std::collections::BTreeMap;
+
+use crate::store::{total_usage, RunRecord, StoredEvent, Trajectory, Usage};
 
 /// RFC 3339 with milliseconds, in UTC.
 pub fn timestamp(ms: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Spending of a run's whole tree, as a root's detail shows it.
+pub struct TreeSpending<'a> {
+    pub runs: i64,
+    pub by_model: &'a BTreeMap<String, Usage>,
+}
+
+/// A run with its spending by model and, for a root, its tree's: what GET /v1/runs/{id}
+/// (and every answer that creates a run) shows.
+pub fn run_detail(
+    run: &RunRecord,
+    own: &BTreeMap<String, Usage>,
+    tree: Option<TreeSpending<'_>>,
+) -> Value {
+    let mut view = self::run(run);
+    view["usage_by_model"] = json!(own);
+    if let Some(tree) = tree {
+        view["tree"] = json!({
+            "runs": tree.runs,
+            "usage": total_usage(tree.by_model.values().cloned()),
+            "usage_by_model": tree.by_model,
+        });
+    }
+    view
+}
+
+/// A run just stored: nothing spent yet, a tree of one (roots) or none (children).
+pub fn new_run(run: &RunRecord) -> Value {
+    let none = BTreeMap::new();
+    let tree = run.parent_id.is_none().then_some(TreeSpending {
+        runs: 1,
+        by_model: &none,
+    });
+    run_detail(run, &none, tree)
 }
 
 pub fn run(run: &RunRecord) -> Value {
