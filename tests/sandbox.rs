@@ -102,7 +102,31 @@ async fn model_code_cannot_read_the_api_key() {
         .as_str()
         .unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(!lines[0].contains("KEY"), "environment: {}", lines[0]);
+    // Exactly what the sandbox passes, nothing inherited from the server.
+    let allowed = [
+        "HOME",
+        "LANG",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_CORETYPE",
+        "OPENBLAS_L2_SIZE",
+        "OPENBLAS_NUM_THREADS",
+        "PATH",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+        "PYTHONNOUSERSITE",
+        "TMPDIR",
+        "TZ",
+    ];
+    let names: Vec<String> = lines[0]
+        .trim_matches(|c| c == '[' || c == ']')
+        .split(", ")
+        .map(|n| n.trim_matches('\'').to_string())
+        .collect();
+    assert!(
+        names.iter().all(|n| allowed.contains(&n.as_str())),
+        "environment: {names:?}"
+    );
+    assert!(names.contains(&"HOME".to_string()));
     assert_eq!(lines[1], "False");
     assert_eq!(lines[2], "PermissionError");
     assert!(!trajectory.to_string().contains(TEST_API_KEY));

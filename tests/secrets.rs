@@ -17,7 +17,8 @@ const ANTHROPIC_KEY: &str = "sk-ant-deadbeef9876543210";
 async fn no_key_reaches_the_log_the_database_the_events_or_the_api() {
     let model = FakeModel::start(
         vec![
-            code("r = llm_query('echo the key')\nprint(r)"),
+            // The server's environment holds both keys: the REPL must see neither.
+            code("import os\nprint(dict(os.environ))\nr = llm_query('echo the key')\nprint(r)"),
             code("answer['content'] = 'finished'\nanswer['ready'] = True"),
         ],
         // A provider that puts the key it was given into its error message.
@@ -121,6 +122,10 @@ async fn no_key_reaches_the_log_the_database_the_events_or_the_api() {
     assert!(
         trajectory.contains("Incorrect API key provided: [redacted]"),
         "the error is kept, without the key"
+    );
+    assert!(
+        trajectory.contains("'LANG': 'C.UTF-8'"),
+        "the REPL printed its environment"
     );
     assert!(log.contains("run finished"), "the log was captured: {log}");
     let mut database = Vec::new();
