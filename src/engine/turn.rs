@@ -42,6 +42,13 @@ pub struct RunState<'a> {
 mod block;
 mod compaction;
 
+/// Tokens the provider counted for a call, and the characters it sent.
+#[derive(Default)]
+struct CallSize {
+    tokens: i64,
+    prompt_chars: usize,
+}
+
 /// Why a root call produced no reply.
 enum CallFailure {
     Provider(String),
@@ -255,21 +262,20 @@ impl<'a> RunState<'a> {
         kind: &str,
         iteration: Option<u32>,
     ) -> Result<Result<String, CallFailure>, EngineError> {
-        let (reply, tokens) = self.call_model(kind, iteration, &self.messages).await?;
-        let sent_chars = prompt_chars(&self.messages);
+        let (reply, size) = self.call_model(kind, iteration, &self.messages).await?;
         if let Ok(text) = &reply {
-            self.last_call = Some((tokens, sent_chars + text.chars().count()));
+            self.last_call = Some((size.tokens, size.prompt_chars + text.chars().count()));
         }
         Ok(reply)
     }
 
-    /// A call to the run's model with `messages`; also the tokens the call used.
+    /// A call to the run's model with `messages`; also how big the call was.
     async fn call_model(
         &self,
         kind: &str,
         iteration: Option<u32>,
         messages: &[Message],
-    ) -> Result<(Result<String, CallFailure>, i64), EngineError> {
+    ) -> Result<(Result<String, CallFailure>, CallSize), EngineError> {
         let info = CallInfo {
             kind,
             iteration,
@@ -287,18 +293,21 @@ impl<'a> RunState<'a> {
         );
         let (result, record) = match self.recorder.flush_during(call).await? {
             Ok(made) => made,
-            Err(limit) => return Ok((Err(CallFailure::Limit(limit)), 0)),
+            Err(limit) => return Ok((Err(CallFailure::Limit(limit)), CallSize::default())),
         };
         let data = json!({"kind": kind, "iteration": iteration, "model": self.spec.model,
                           "input_tokens": record.input_tokens, "output_tokens": record.output_tokens,
                           "cost_usd": record.cost_usd, "latency_ms": record.latency_ms,
                           "error": record.error});
         self.recorder.emit("llm.called", data);
-        let tokens = record.input_tokens + record.output_tokens;
+        let size = CallSize {
+            tokens: record.input_tokens + record.output_tokens,
+            prompt_chars: info.prompt_chars,
+        };
         let reply = result
             .map(|c| c.text)
             .map_err(|e| CallFailure::Provider(e.to_string()));
-        Ok((reply, tokens))
+        Ok((reply, size))
     }
 
     fn call_failed(&self, failure: CallFailure) -> Finish {
