@@ -101,18 +101,16 @@ pub enum CancelOutcome {
     AlreadyFinished(RunStatus),
 }
 
-// Usage is summed from the calls themselves, so it can never drift from them.
+// Usage is summed from the calls themselves, so it can never drift from them, in one pass
+// over the run's calls.
 pub(super) const RUN_COLUMNS: &str =
     "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
     r.answer, r.finish_reason, r.error_code, r.error_message, r.attempts, r.cancel_requested, \
     r.created_at, r.started_at, r.finished_at, r.session_id, r.turn, \
     (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
-    (SELECT SUM(input_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS input_tokens, \
-    (SELECT SUM(output_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS output_tokens, \
-    (SELECT SUM(cached_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS cached_tokens, \
-    (SELECT SUM(reasoning_tokens) FROM llm_calls c WHERE c.run_id = r.id) AS reasoning_tokens, \
-    (SELECT COUNT(*) FROM llm_calls c WHERE c.run_id = r.id) AS llm_calls, \
-    (SELECT TOTAL(cost_usd) FROM llm_calls c WHERE c.run_id = r.id) AS cost_usd";
+    (SELECT json_array(TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), \
+         TOTAL(reasoning_tokens), COUNT(*), TOTAL(cost_usd)) \
+     FROM llm_calls c WHERE c.run_id = r.id) AS usage";
 
 impl Store {
     /// Stores a run as `queued`, with its context and its first event, in one transaction.
@@ -300,16 +298,22 @@ pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
             .map(parse_id)
             .transpose()?,
         turn: row.try_get::<Option<i64>, _>("turn")?.map(|t| t as u32),
-        usage: Usage {
-            input_tokens: row.try_get::<Option<i64>, _>("input_tokens")?.unwrap_or(0),
-            output_tokens: row.try_get::<Option<i64>, _>("output_tokens")?.unwrap_or(0),
-            cached_tokens: row.try_get::<Option<i64>, _>("cached_tokens")?.unwrap_or(0),
-            reasoning_tokens: row
-                .try_get::<Option<i64>, _>("reasoning_tokens")?
-                .unwrap_or(0),
-            llm_calls: row.try_get::<Option<i64>, _>("llm_calls")?.unwrap_or(0),
-            cost_usd: row.try_get("cost_usd")?,
-        },
+        usage: usage_from_json(&row.try_get::<String, _>("usage")?)?,
+    })
+}
+
+/// The usage a run's one aggregate over its calls returns:
+/// `[input, output, cached, reasoning, calls, cost]`.
+fn usage_from_json(text: &str) -> StoreResult<Usage> {
+    let [input, output, cached, reasoning, calls, cost]: [f64; 6] =
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Usage {
+        input_tokens: input as i64,
+        output_tokens: output as i64,
+        cached_tokens: cached as i64,
+        reasoning_tokens: reasoning as i64,
+        llm_calls: calls as i64,
+        cost_usd: cost,
     })
 }
 
