@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{write_through, Engine};
 use crate::domain::RunId;
@@ -24,7 +24,6 @@ pub struct Recorder {
     writes: TaskTracker,
     pub run_id: RunId,
     pub root_id: RunId,
-    pub depth: u32,
     pub attempt: u32,
     pending: Mutex<Vec<Write>>,
     /// Flushes run one at a time, so events are numbered in the order they were recorded.
@@ -41,23 +40,19 @@ impl Recorder {
             writes: engine.writes.clone(),
             run_id: run.id,
             root_id: run.root_id,
-            depth: run.depth,
             attempt,
             pending: Mutex::new(Vec::new()),
             flushing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
-    /// Queues an event, tagged with the run's depth.
+    /// Queues an event (the store tags it with the run's depth).
     pub fn emit(&self, kind: &str, data: Value) {
         self.save(Vec::new(), kind, data);
     }
 
     /// Queues records of the run, followed by the event that announces them.
-    pub fn save(&self, writes: Vec<Write>, kind: &str, mut data: Value) {
-        if let Value::Object(map) = &mut data {
-            map.insert("depth".into(), json!(self.depth));
-        }
+    pub fn save(&self, writes: Vec<Write>, kind: &str, data: Value) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.extend(writes);
         pending.push(Write::Event {

@@ -30,7 +30,8 @@ impl StoredEvent {
 
 /// Appends an event. The sequence number is taken inside the insert itself, so concurrent
 /// writers (a run and its children) can never take the same one, and every number below a
-/// committed one is committed too.
+/// committed one is committed too. Every event's data carries its run's `depth`, so a root's
+/// stream can tell its descendants apart.
 pub(super) async fn insert(
     conn: &mut SqliteConnection,
     root_id: RunId,
@@ -39,10 +40,11 @@ pub(super) async fn insert(
     data: &Value,
 ) -> StoreResult<StoredEvent> {
     let created_at = now_ms();
-    let seq: i64 = sqlx::query_scalar(
+    let (seq, depth): (i64, i64) = sqlx::query_as(
         "INSERT INTO events (root_id, seq, run_id, type, data, created_at) \
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE root_id = ?1), ?2, ?3, ?4, ?5) \
-         RETURNING seq",
+         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE root_id = ?1), ?2, ?3, \
+                 json_set(?4, '$.depth', (SELECT depth FROM runs WHERE id = ?2)), ?5) \
+         RETURNING seq, json_extract(data, '$.depth')",
     )
     .bind(root_id.to_string())
     .bind(run_id.to_string())
@@ -51,12 +53,16 @@ pub(super) async fn insert(
     .bind(created_at)
     .fetch_one(conn)
     .await?;
+    let mut data = data.clone();
+    if let Value::Object(map) = &mut data {
+        map.insert("depth".into(), depth.into());
+    }
     Ok(StoredEvent {
         root_id,
         run_id,
         seq,
         kind: kind.to_string(),
-        data: data.clone(),
+        data,
         created_at,
     })
 }
