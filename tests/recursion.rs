@@ -155,6 +155,18 @@ async fn the_root_stream_carries_every_descendant_and_closes_after_the_root() {
         3,
         "root, child and grandchild all stream on the root"
     );
+    // Every event says how deep its run is, terminal ones included.
+    for event in &events {
+        let depth = event.data["data"]["depth"].as_i64();
+        assert!(depth.is_some(), "{} has no depth", event.event);
+    }
+    let leaf_end = events
+        .iter()
+        .find(|e| e.event == "run.succeeded" && e.data["data"]["depth"] == 2);
+    assert!(
+        leaf_end.is_some(),
+        "the grandchild's end is tagged with its depth"
+    );
     for kind in ["child.started", "child.finished"] {
         assert_eq!(
             events.iter().filter(|e| e.event == kind).count(),
