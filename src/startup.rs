@@ -41,7 +41,6 @@ pub struct Application {
     port: u16,
     state: AppState,
     pool: WorkerPool,
-    writes: TaskTracker,
     config: Config,
 }
 
@@ -83,7 +82,6 @@ impl Application {
         let bus = EventBus::new(4096);
         let jobs = RunningJobs::default();
         let wake = Arc::new(Notify::new());
-        let writes = TaskTracker::new();
         let sessions = SessionRepls::default();
         let engine = Engine {
             store: store.clone(),
@@ -91,7 +89,6 @@ impl Application {
             providers: providers.clone(),
             prices: prices.clone(),
             sandbox: Arc::new(config.sandbox.clone()),
-            writes: writes.clone(),
             default_context_window: config.default_context_window,
             sessions: sessions.clone(),
         };
@@ -124,7 +121,6 @@ impl Application {
             port,
             state,
             pool,
-            writes,
             config,
         })
     }
@@ -158,9 +154,6 @@ impl Application {
             self.state.jobs.stop_all(StopReason::Shutdown);
             tracker.wait().await;
         }
-        // Records of runs stopped on the way out are still being written.
-        self.writes.close();
-        self.writes.wait().await;
         self.state.store.close().await;
         tracing::info!("rlmd stopped");
         served

@@ -40,8 +40,6 @@ pub struct Engine {
     pub providers: Providers,
     pub prices: Arc<PriceTable>,
     pub sandbox: Arc<SandboxConfig>,
-    /// Database writes made on behalf of runs; each completes even if its run is stopped.
-    pub writes: TaskTracker,
     /// Context window assumed for models the price table does not know.
     pub default_context_window: u64,
     /// REPLs kept between the turns of open sessions.
@@ -64,8 +62,14 @@ pub struct Parent<'a> {
 impl Engine {
     /// Runs a claimed root job to its end, with its whole tree. Cancelling is dropping this
     /// future: every REPL of the tree is killed and in-flight model calls are abandoned.
-    pub async fn execute(&self, claimed: &ClaimedRun) -> Result<Finish, EngineError> {
-        let tree = Arc::new(Tree::new(&claimed.run.spec.limits));
+    /// `writes` tracks the tree's database writes: the caller waits for it before it
+    /// records the tree's end.
+    pub async fn execute(
+        &self,
+        claimed: &ClaimedRun,
+        writes: &TaskTracker,
+    ) -> Result<Finish, EngineError> {
+        let tree = Arc::new(Tree::new(&claimed.run.spec.limits, writes.clone()));
         self.execute_in_tree(&claimed.run, claimed.attempt, &tree)
             .await
     }
@@ -79,7 +83,7 @@ impl Engine {
         tree: &Arc<Tree>,
     ) -> Result<Finish, EngineError> {
         let spec = &run.spec;
-        let recorder = Recorder::new(self, run, attempt);
+        let recorder = Recorder::new(self, run, attempt, tree);
         let Some(provider) = self.providers.get(&spec.provider) else {
             return Ok(turn::failed(
                 "provider_not_configured",
@@ -218,7 +222,7 @@ impl Engine {
                 session_id: None,
             };
             let store = self.store.clone();
-            let (child, started) = write_through(&self.writes, async move {
+            let (child, started) = write_through(&parent.tree.writes, async move {
                 store.insert_child_run(&new_run).await
             })
             .await?;
@@ -238,7 +242,7 @@ impl Engine {
                 }
             };
             let (store, recorded) = (self.store.clone(), finish.clone());
-            let finished = write_through(&self.writes, async move {
+            let finished = write_through(&parent.tree.writes, async move {
                 store
                     .finish_run(child.id, child.root_id, None, &recorded)
                     .await

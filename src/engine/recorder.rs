@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::{write_through, Engine};
+use super::{write_through, Engine, Tree};
 use crate::domain::RunId;
 use crate::events::EventBus;
 use crate::providers::{Completion, PriceTable, ProviderError};
@@ -32,12 +32,12 @@ pub struct Recorder {
 
 impl Recorder {
     /// The recorder of `run` (on try `attempt`), writing through the engine's store.
-    pub fn new(engine: &Engine, run: &RunRecord, attempt: u32) -> Self {
+    pub fn new(engine: &Engine, run: &RunRecord, attempt: u32, tree: &Tree) -> Self {
         Self {
             store: engine.store.clone(),
             bus: engine.bus.clone(),
             prices: engine.prices.clone(),
-            writes: engine.writes.clone(),
+            writes: tree.writes.clone(),
             run_id: run.id,
             root_id: run.root_id,
             attempt,

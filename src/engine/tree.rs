@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::domain::{Limits, RunError};
 
@@ -18,6 +19,9 @@ struct Spent {
 }
 
 pub struct Tree {
+    /// Database writes made for the tree's runs. They complete even when the tree is
+    /// stopped; whoever ends the tree waits for them first, so no event lands after its end.
+    pub writes: TaskTracker,
     deadline: Option<Instant>,
     timeout_s: Option<f64>,
     max_tokens: Option<i64>,
@@ -30,8 +34,9 @@ pub struct Tree {
 
 impl Tree {
     /// The tree of a root run starting now.
-    pub fn new(limits: &Limits) -> Self {
+    pub fn new(limits: &Limits, writes: TaskTracker) -> Self {
         Self {
+            writes,
             deadline: limits.timeout().map(|t| Instant::now() + t),
             timeout_s: limits.timeout_s,
             max_tokens: limits.max_tokens,
@@ -148,7 +153,7 @@ mod tests {
 
     #[test]
     fn calls_are_admitted_up_to_the_limit_and_not_one_more() {
-        let tree = Tree::new(&limits());
+        let tree = Tree::new(&limits(), TaskTracker::new());
         assert!(tree.admit_call().is_ok());
         assert!(tree.admit_call().is_ok());
         let error = tree.admit_call().unwrap_err();
@@ -158,7 +163,7 @@ mod tests {
 
     #[test]
     fn tokens_trip_only_when_exceeded() {
-        let tree = Tree::new(&limits());
+        let tree = Tree::new(&limits(), TaskTracker::new());
         assert!(
             tree.charge(100, 0.0).is_ok(),
             "exactly the limit is allowed"
@@ -168,7 +173,7 @@ mod tests {
 
     #[test]
     fn the_first_trip_wins() {
-        let tree = Tree::new(&limits());
+        let tree = Tree::new(&limits(), TaskTracker::new());
         assert_eq!(tree.charge(0, 0.6).unwrap_err().code, "budget");
         assert_eq!(tree.trip("timeout", "late".into()).code, "budget");
     }

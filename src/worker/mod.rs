@@ -97,12 +97,16 @@ impl WorkerPool {
         let run = &claimed.run;
         let control = self.jobs.register(run.id);
         tracing::info!(attempt = claimed.attempt, "run started");
+        let writes = TaskTracker::new();
         let outcome = tokio::select! {
-            result = self.engine.execute(&claimed) => Some(result),
+            result = self.engine.execute(&claimed, &writes) => Some(result),
             _ = control.stopped() => None,
             _ = self.heartbeat(&claimed, owner, &control) => None,
         };
         self.jobs.remove(run.id);
+        // A stopped tree may still be writing its last records: they go before its end.
+        writes.close();
+        writes.wait().await;
         let store = &self.engine.store;
         let finish = match outcome {
             Some(Ok(finish)) => finish,
