@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod providers;
+mod sandbox;
 pub use providers::{AzureConfig, EndpointConfig, PortkeyConfig, ProviderEndpoints};
+pub use sandbox::{SandboxConfig, SandboxMode};
 
 /// A secret (an API key). `Debug` and `Display` never print it.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,18 +62,6 @@ pub struct RunDefaults {
     pub max_errors: Option<u32>,
 }
 
-/// Resource limits for the sandboxed REPL child.
-#[derive(Debug, Clone)]
-pub struct SandboxConfig {
-    /// The `rlmd` executable that is started as `rlmd repl`.
-    pub program: PathBuf,
-    /// Parent folder of each run's scratch directory.
-    pub scratch_root: PathBuf,
-    pub memory_bytes: u64,
-    pub max_file_bytes: u64,
-    pub max_open_files: u64,
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Log filter (`RUST_LOG`, tracing's EnvFilter syntax).
@@ -115,10 +105,6 @@ impl Config {
     /// Builds the configuration from a set of variables; unset ones take their default.
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Vars(vars);
-        let program = match env.get("RLM_REPL_PROGRAM") {
-            Some(path) => PathBuf::from(path),
-            None => std::env::current_exe().unwrap_or_else(|_| PathBuf::from("rlmd")),
-        };
         Ok(Self {
             log_filter: env.get("RUST_LOG").unwrap_or_else(|| "info".into()),
             bind: env.parse("RLM_BIND", "127.0.0.1:8080".parse().unwrap())?,
@@ -156,16 +142,7 @@ impl Config {
                 max_retry_wait: env.seconds("RLM_PROVIDER_MAX_RETRY_WAIT_S", 60.0)?,
             },
             providers_endpoints: ProviderEndpoints::from_vars(&env)?,
-            sandbox: SandboxConfig {
-                program,
-                scratch_root: env
-                    .get("RLM_SCRATCH_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| std::env::temp_dir().join("rlmd")),
-                memory_bytes: env.parse::<u64>("RLM_REPL_MEMORY_MB", 4096)? * 1024 * 1024,
-                max_file_bytes: env.parse::<u64>("RLM_REPL_FILE_MB", 1024)? * 1024 * 1024,
-                max_open_files: env.parse("RLM_REPL_OPEN_FILES", 256)?,
-            },
+            sandbox: SandboxConfig::from_vars(&env)?,
         })
     }
 }
@@ -280,6 +257,7 @@ mod tests {
         let source = [
             include_str!("config.rs"),
             include_str!("config/providers.rs"),
+            include_str!("config/sandbox.rs"),
         ]
         .concat();
         for name in vars.keys() {

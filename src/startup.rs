@@ -9,10 +9,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, SandboxMode};
 use crate::engine::{Engine, SessionRepls};
 use crate::events::EventBus;
 use crate::providers::{PriceError, PriceTable, Providers};
+use crate::repl::Sandbox;
 use crate::store::{Store, StoreError};
 use crate::worker::{RunningJobs, StopReason, WorkerPool, WorkerSettings};
 
@@ -69,9 +70,14 @@ impl Application {
                 source,
             })?
             .port();
-        let sandbox = match crate::repl::probe(&config.sandbox).await {
+        let repl_sandbox = Arc::new(Sandbox::prepare(config.sandbox.clone()));
+        let sandbox = match crate::repl::probe(&repl_sandbox).await {
             Ok(report) => {
-                tracing::info!(%report, "sandbox checked");
+                if config.sandbox.mode == SandboxMode::BestEffort {
+                    tracing::warn!(%report, "RLM_SANDBOX=best_effort: REPLs run with only what this host offers");
+                } else {
+                    tracing::info!(%report, "sandbox checked");
+                }
                 Ok(report)
             }
             Err(error) => {
@@ -88,7 +94,7 @@ impl Application {
             bus: bus.clone(),
             providers: providers.clone(),
             prices: prices.clone(),
-            sandbox: Arc::new(config.sandbox.clone()),
+            sandbox: repl_sandbox,
             default_context_window: config.default_context_window,
             sessions: sessions.clone(),
         };

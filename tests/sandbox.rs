@@ -257,14 +257,25 @@ async fn readyz_reports_what_the_sandbox_enforces() {
 
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ready");
-    let sandbox = &body["sandbox"];
+    let report = &body["sandbox"];
+    assert_eq!(report["mode"], "strict");
+    assert_eq!(report["seccomp"], true);
+    assert_eq!(report["separate_users"], true);
+    assert!(report["landlock_abi"].as_i64().unwrap() >= 1, "{report}");
+    assert_eq!(report["missing"], json!([]));
+    assert_eq!(report["limits"]["memory_mb"], 2048);
+    // What a REPL child itself found.
+    let sandbox = &report["observed"];
     assert_eq!(sandbox["no_new_privs"], true);
     assert_eq!(sandbox["seccomp"], true);
     assert_eq!(sandbox["network"], "blocked");
+    assert_eq!(sandbox["unix_sockets"], "blocked");
     assert_eq!(sandbox["filesystem"], "restricted");
     assert_eq!(sandbox["capabilities_dropped"], true);
     assert_eq!(sandbox["memory_limit_bytes"], 2048u64 * 1024 * 1024);
     assert_eq!(sandbox["open_files_limit"], 256);
+    assert_eq!(sandbox["process_limit"], 64);
+    assert!(sandbox["uid"].as_u64().unwrap() >= 61_000, "{sandbox}");
     let environment: Vec<&str> = sandbox["environment"]
         .as_array()
         .unwrap()

@@ -28,7 +28,7 @@ async fn no_key_reaches_the_log_the_database_the_events_or_the_api() {
         },
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir_for_repls();
     let db = dir.path().join("rlmd.db");
     let mut server = Command::new(env!("CARGO_BIN_EXE_rlmd"))
         .arg("serve")

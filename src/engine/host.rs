@@ -20,6 +20,8 @@ pub struct SubcallHost<'a> {
     /// The client of the run's sub-provider.
     pub provider: Arc<ProviderHandle>,
     pub iteration: u32,
+    /// The block running (1-based), for its live output.
+    pub block: usize,
     /// Where the code's latest draft answer is kept.
     pub draft: &'a Mutex<Option<String>>,
 }
@@ -50,6 +52,14 @@ impl Host for SubcallHost<'_> {
         } else {
             Value::Array(replies.into_iter().map(Value::String).collect())
         })
+    }
+
+    fn output(&self, stream: &str, text: &str) {
+        self.parent.recorder.emit(
+            "code.output",
+            json!({"iteration": self.iteration, "block": self.block, "stream": stream, "text": text}),
+        );
+        self.parent.recorder.flush_soon();
     }
 }
 

@@ -20,11 +20,10 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
-use crate::config::SandboxConfig;
 use crate::domain::RunId;
 use crate::events::EventBus;
 use crate::providers::{Message, PriceTable, Providers};
-use crate::repl::ToolSource;
+use crate::repl::{Sandbox, ToolSource};
 use crate::store::{ClaimedRun, Finish, NewRun, RunRecord, Store, StoreError};
 pub use recorder::Recorder;
 use repl_slot::ReplSlot;
@@ -39,7 +38,7 @@ pub struct Engine {
     pub bus: EventBus,
     pub providers: Providers,
     pub prices: Arc<PriceTable>,
-    pub sandbox: Arc<SandboxConfig>,
+    pub sandbox: Arc<Sandbox>,
     /// Context window assumed for models the price table does not know.
     pub default_context_window: u64,
     /// REPLs kept between the turns of open sessions.
@@ -69,7 +68,11 @@ impl Engine {
         claimed: &ClaimedRun,
         writes: &TaskTracker,
     ) -> Result<Finish, EngineError> {
-        let tree = Arc::new(Tree::new(&claimed.run.spec.limits, writes.clone()));
+        let tree = Arc::new(Tree::new(
+            &claimed.run.spec.limits,
+            writes.clone(),
+            self.sandbox.config.max_repls_per_tree,
+        ));
         self.execute_in_tree(&claimed.run, claimed.attempt, &tree)
             .await
     }
@@ -103,8 +106,13 @@ impl Engine {
         let kept = session.as_mut().and_then(|slot| slot.take());
         let mut repl = match kept {
             Some(repl) => repl,
-            None => self.new_repl(run, context.clone()).await?,
+            None => self.new_repl(run, context.clone(), tree).await?,
         };
+        if run.turn.is_some() {
+            if let Err(error) = repl.new_answer().await {
+                tracing::warn!(%error, "could not give the session's turn a fresh answer");
+            }
+        }
         if let Some(turn) = run.turn {
             for name in [format!("context_{turn}"), "context".to_string()] {
                 if let Err(error) = repl.set_var(&name, context.clone()).await {
@@ -112,8 +120,14 @@ impl Engine {
                 }
             }
         }
-        // Python boots in the child while the first model call is in flight.
+        // Python boots in the child while the first model call is in flight. A REPL that
+        // cannot even be started fails the run before anything is paid for.
         repl.start();
+        if let Some(why) = repl.start_error() {
+            let finish = turn::failed("repl_error", why.to_string());
+            repl.shutdown().await;
+            return Ok(finish);
+        }
         let prompt = run.prompt.clone();
         let is_child = run.parent_id.is_some();
         let summary = tokio::task::spawn_blocking(move || {
@@ -174,7 +188,12 @@ impl Engine {
 
     /// A fresh REPL for `run`; for a session, one whose namespace holds the contexts of
     /// the session's earlier turns (their variables are gone with the REPL they lived in).
-    async fn new_repl(&self, run: &RunRecord, context: Arc<str>) -> Result<ReplSlot, EngineError> {
+    async fn new_repl(
+        &self,
+        run: &RunRecord,
+        context: Arc<str>,
+        tree: &Tree,
+    ) -> Result<ReplSlot, EngineError> {
         let tools = run
             .spec
             .tools
@@ -188,8 +207,14 @@ impl Engine {
             Some(session) => format!("session-{session}"),
             None => run.id.to_string(),
         };
-        let run_dir: PathBuf = self.sandbox.scratch_root.join(dir_name);
-        let mut repl = ReplSlot::new(self.sandbox.clone(), run_dir, context, tools);
+        let run_dir: PathBuf = self.sandbox.config.scratch_root.join(dir_name);
+        let mut repl = ReplSlot::new(
+            self.sandbox.clone(),
+            tree.repls.clone(),
+            run_dir,
+            context,
+            tools,
+        );
         if let (Some(session), Some(turn)) = (run.session_id, run.turn) {
             for (earlier, json) in self.store.session_contexts(session, turn).await? {
                 // Not yet started: this only records what to set.

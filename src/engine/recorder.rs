@@ -25,7 +25,7 @@ pub struct Recorder {
     pub run_id: RunId,
     pub root_id: RunId,
     pub attempt: u32,
-    pending: Mutex<Vec<Write>>,
+    pending: Arc<Mutex<Vec<Write>>>,
     /// Flushes run one at a time, so events are numbered in the order they were recorded.
     flushing: Arc<tokio::sync::Mutex<()>>,
 }
@@ -41,7 +41,7 @@ impl Recorder {
             run_id: run.id,
             root_id: run.root_id,
             attempt,
-            pending: Mutex::new(Vec::new()),
+            pending: Arc::default(),
             flushing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -71,21 +71,36 @@ impl Recorder {
 
     /// Writes everything queued so far and publishes its events.
     pub async fn flush(&self) -> StoreResult<()> {
-        let one_at_a_time = self.flushing.clone().lock_owned().await;
-        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.is_empty() {
-            return Ok(());
-        }
+        write_through(&self.writes, self.flush_task()).await
+    }
+
+    /// Starts a flush without waiting for it (live output, which arrives while the run
+    /// waits on its block).
+    pub fn flush_soon(&self) {
+        let flush = self.flush_task();
+        self.writes.spawn(async move {
+            if let Err(error) = flush.await {
+                tracing::warn!(%error, "could not record live output");
+            }
+        });
+    }
+
+    /// One flush: batches are taken under the lock, so they are written in order.
+    fn flush_task(&self) -> impl std::future::Future<Output = StoreResult<()>> + Send + 'static {
         let (store, bus) = (self.store.clone(), self.bus.clone());
+        let (pending, flushing) = (self.pending.clone(), self.flushing.clone());
         let (root_id, run_id) = (self.root_id, self.run_id);
-        write_through(&self.writes, async move {
-            let _held_until_written = one_at_a_time;
+        async move {
+            let _one_at_a_time = flushing.lock_owned().await;
+            let batch = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+            if batch.is_empty() {
+                return Ok(());
+            }
             for event in store.record(root_id, run_id, &batch).await? {
                 bus.publish(event);
             }
             Ok(())
-        })
-        .await
+        }
     }
 
     /// Runs `work` while flushing; a failed flush wins over the work's result.

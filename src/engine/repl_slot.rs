@@ -1,15 +1,20 @@
 //! The run's REPL, started early and restarted (with a fresh namespace) after a timeout or
-//! a crash.
+//! a crash. A slot holds one of its tree's REPL permits while it has a REPL, so that a
+//! tree (a recursion bomb included) never has more live REPLs than the sandbox allows.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::SandboxConfig;
-use crate::repl::{ExecOutcome, Host, ReplError, ReplProcess, ToolSource};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::repl::{ExecOutcome, Host, ReplError, ReplProcess, Sandbox, ToolSource};
 
 pub struct ReplSlot {
-    config: Arc<SandboxConfig>,
+    sandbox: Arc<Sandbox>,
+    /// The tree's REPL permits, and the one this slot holds.
+    tree_repls: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
     run_dir: PathBuf,
     /// The context as submitted (JSON), loaded into every fresh REPL with the run's tools.
     context: Arc<str>,
@@ -24,13 +29,16 @@ pub struct ReplSlot {
 
 impl ReplSlot {
     pub fn new(
-        config: Arc<SandboxConfig>,
+        sandbox: Arc<Sandbox>,
+        tree_repls: Arc<Semaphore>,
         run_dir: PathBuf,
         context: Arc<str>,
         tools: Vec<ToolSource>,
     ) -> Self {
         Self {
-            config,
+            sandbox,
+            tree_repls,
+            permit: None,
             run_dir,
             context,
             tools,
@@ -40,14 +48,27 @@ impl ReplSlot {
         }
     }
 
-    /// Starts the child now, so Python boots while the caller does something else.
+    /// Starts the child now, so Python boots while the caller does something else. Whether
+    /// it started is known at once: see `start_error`.
     pub fn start(&mut self) {
         if self.process.is_some() {
             return;
         }
+        if self.permit.is_none() {
+            match self.tree_repls.clone().try_acquire_owned() {
+                Ok(permit) => self.permit = Some(permit),
+                Err(_) => {
+                    self.start_error = Some(format!(
+                        "this run's tree already has {} live REPLs (RLM_MAX_REPLS_PER_TREE)",
+                        self.sandbox.config.max_repls_per_tree
+                    ));
+                    return;
+                }
+            }
+        }
         let workdir = self.run_dir.join("work");
         let stderr_log = self.run_dir.join("repl-stderr.log");
-        match ReplProcess::spawn(&self.config, &workdir, &stderr_log) {
+        match ReplProcess::spawn(&self.sandbox, &workdir, &stderr_log) {
             Ok(process) => {
                 self.process = Some(process);
                 self.start_error = None;
@@ -55,15 +76,21 @@ impl ReplSlot {
             Err(error) => {
                 tracing::error!(%error, "could not start the REPL");
                 self.start_error = Some(error.to_string());
+                self.permit = None;
             }
         }
+    }
+
+    /// Why the REPL could not be started, if it could not.
+    pub fn start_error(&self) -> Option<&str> {
+        self.start_error.as_deref()
     }
 
     async fn ready(&mut self) -> Result<&mut ReplProcess, ReplError> {
         self.start();
         let Some(process) = self.process.as_mut() else {
             let why = self.start_error.clone().unwrap_or_default();
-            return Err(ReplError::Spawn(std::io::Error::other(why)));
+            return Err(ReplError::Spawn(why));
         };
         if !process.is_initialized() {
             let mut ready = process.init(&self.context, &self.tools).await;
@@ -116,11 +143,25 @@ impl ReplSlot {
         self.start();
     }
 
+    /// A session's next turn starts with a fresh, unsubmitted `answer`.
+    pub async fn new_answer(&mut self) -> Result<(), ReplError> {
+        match self.process.as_mut() {
+            Some(process) if process.is_initialized() => {
+                process
+                    .set_var("answer", r#"{"content": "", "ready": false}"#)
+                    .await
+            }
+            // A REPL not yet initialized starts with a fresh one anyway.
+            _ => Ok(()),
+        }
+    }
+
     /// Kills the child and removes the run's scratch directory.
     pub async fn shutdown(&mut self) {
         if let Some(mut process) = self.process.take() {
             process.kill().await;
         }
+        self.permit = None;
         let _ = tokio::fs::remove_dir_all(&self.run_dir).await;
     }
 }

@@ -3,8 +3,9 @@
 //! hard: they are checked before each model call, charged after it, and the stop drops
 //! running code and in-flight calls at once rather than waiting for the next turn.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +23,8 @@ pub struct Tree {
     /// Database writes made for the tree's runs. They complete even when the tree is
     /// stopped; whoever ends the tree waits for them first, so no event lands after its end.
     pub writes: TaskTracker,
+    /// Permits for live REPLs: one per run of the tree that holds a REPL.
+    pub repls: Arc<Semaphore>,
     deadline: Option<Instant>,
     timeout_s: Option<f64>,
     max_tokens: Option<i64>,
@@ -33,10 +36,11 @@ pub struct Tree {
 }
 
 impl Tree {
-    /// The tree of a root run starting now.
-    pub fn new(limits: &Limits, writes: TaskTracker) -> Self {
+    /// The tree of a root run starting now, with at most `max_repls` live REPLs.
+    pub fn new(limits: &Limits, writes: TaskTracker, max_repls: usize) -> Self {
         Self {
             writes,
+            repls: Arc::new(Semaphore::new(max_repls)),
             deadline: limits.timeout().map(|t| Instant::now() + t),
             timeout_s: limits.timeout_s,
             max_tokens: limits.max_tokens,
@@ -153,7 +157,7 @@ mod tests {
 
     #[test]
     fn calls_are_admitted_up_to_the_limit_and_not_one_more() {
-        let tree = Tree::new(&limits(), TaskTracker::new());
+        let tree = Tree::new(&limits(), TaskTracker::new(), 4);
         assert!(tree.admit_call().is_ok());
         assert!(tree.admit_call().is_ok());
         let error = tree.admit_call().unwrap_err();
@@ -163,7 +167,7 @@ mod tests {
 
     #[test]
     fn tokens_trip_only_when_exceeded() {
-        let tree = Tree::new(&limits(), TaskTracker::new());
+        let tree = Tree::new(&limits(), TaskTracker::new(), 4);
         assert!(
             tree.charge(100, 0.0).is_ok(),
             "exactly the limit is allowed"
@@ -173,7 +177,7 @@ mod tests {
 
     #[test]
     fn the_first_trip_wins() {
-        let tree = Tree::new(&limits(), TaskTracker::new());
+        let tree = Tree::new(&limits(), TaskTracker::new(), 4);
         assert_eq!(tree.charge(0, 0.6).unwrap_err().code, "budget");
         assert_eq!(tree.trip("timeout", "late".into()).code, "budget");
     }

@@ -96,6 +96,7 @@ fn serve(py: Python<'_>) -> PyResult<()> {
     let source = CString::new(PRELUDE).expect("prelude has no NUL");
     let prelude = PyModule::from_code(py, &source, c"rlmd_prelude.py", c"rlmd_prelude")?;
     prelude.setattr("_host", wrap_pyfunction!(host_call, &prelude)?)?;
+    prelude.setattr("_emit", wrap_pyfunction!(emit_output, &prelude)?)?;
     send(&FromChild::Ready {
         python: py
             .version()
@@ -115,11 +116,18 @@ fn serve(py: Python<'_>) -> PyResult<()> {
                 let context = read_raw(py)?;
                 let tools: Vec<(String, String)> =
                     tools.into_iter().map(|t| (t.name, t.source)).collect();
-                let tool_errors = prelude
+                // A context Python cannot rebuild (nested too deep, say) is reported, not
+                // fatal: the server fails the run with the reason.
+                match prelude
                     .getattr("init")?
-                    .call1((context, tools))?
-                    .extract()?;
-                FromChild::Initialized { tool_errors }
+                    .call1((context, tools))
+                    .and_then(|errors| errors.extract())
+                {
+                    Ok(tool_errors) => FromChild::Initialized { tool_errors },
+                    Err(error) => FromChild::Failed {
+                        error: describe(py, &error),
+                    },
+                }
             }
             ToChild::Exec { code, output_chars } => {
                 let (stdout, stderr, error, answer, draft) = prelude
@@ -162,6 +170,30 @@ fn read_raw(py: Python<'_>) -> PyResult<String> {
 fn send(message: &FromChild) -> PyResult<()> {
     pipe()
         .send(message)
+        .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))
+}
+
+/// `ExcType: message` of a Python error, whatever its message holds.
+fn describe(py: Python<'_>, error: &PyErr) -> String {
+    let kind = error
+        .get_type(py)
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".into());
+    let message = error
+        .value(py)
+        .str()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{kind}: {message}")
+}
+
+/// Called by the prelude's live-output thread: sends what a block printed so far, without
+/// waiting for an answer (the server sends none).
+#[pyfunction]
+#[pyo3(name = "_emit")]
+fn emit_output(py: Python<'_>, stream: String, text: String) -> PyResult<()> {
+    py.allow_threads(|| pipe().send(&FromChild::Output { stream, text }))
         .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))
 }
 

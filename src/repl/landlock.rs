@@ -1,133 +1,80 @@
 //! Landlock for REPL children: the file system is read-only (and only where Python and its
-//! libraries live), the run's own scratch directory is the one place it can write, and
-//! nothing else — the server's database, its `.env`, other runs' scratch — can be opened.
-//! Best effort: on a kernel without Landlock the child runs without it (the start-up probe
-//! reports which).
+//! libraries live), the REPL's own scratch directory is the one place it can write, and
+//! nothing else — the server's database, its `.env`, other runs' scratch, `/tmp`,
+//! `/dev/shm` — can be opened. Where the kernel has Landlock's scopes (ABI 6), a REPL can
+//! also neither signal nor reach the abstract Unix sockets of anything outside itself.
+//!
+//! The ruleset is built by the server before the fork (so it needs no file descriptor in
+//! the child, whatever the server holds open); the child only enforces it.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-const CREATE_RULESET_VERSION: u32 = 1;
-const RULE_PATH_BENEATH: libc::c_int = 1;
-
-const EXECUTE: u64 = 1 << 0;
-const WRITE_FILE: u64 = 1 << 1;
-const READ_FILE: u64 = 1 << 2;
-const READ_DIR: u64 = 1 << 3;
-const IOCTL_DEV: u64 = 1 << 15;
+use landlock::{
+    path_beneath_rules, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr,
+    RulesetCreated, RulesetCreatedAttr, RulesetError, RulesetStatus, Scope, ABI,
+};
 
 /// Read-only places Python, its standard library, numpy/pandas and the system need.
 const READ_ONLY: &[&str] = &[
-    "/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/sys", "/opt",
+    "/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/sys", "/opt", "/dev",
 ];
 
-#[repr(C)]
-struct RulesetAttr {
-    handled_access_fs: u64,
-}
+/// Devices a REPL may write to; the rest of /dev (shm, disks, ttys) stays read-only.
+const WRITABLE_DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
 
-#[repr(C, packed)]
-struct PathBeneathAttr {
-    allowed_access: u64,
-    parent_fd: i32,
-}
-
-/// What to allow, prepared before the fork (no allocation happens after it).
-pub struct Rules {
-    read_only: Vec<CString>,
-    program: CString,
-    workdir: CString,
-}
-
-impl Rules {
-    pub fn new(program: &Path, workdir: &Path) -> Self {
-        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
-        Self {
-            read_only: READ_ONLY.iter().map(|p| c(Path::new(p))).collect(),
-            program: c(program),
-            workdir: c(workdir),
-        }
-    }
-
-    /// Restricts the calling process (and what it execs). Needs no_new_privs first.
-    /// Runs between fork and exec: system calls only.
-    pub fn apply(&self) -> io::Result<()> {
-        // SAFETY: raw Landlock system calls with pointers to live stack values; every fd
-        // opened here is closed here.
-        unsafe {
-            let abi = libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                std::ptr::null::<RulesetAttr>(),
-                0,
-                CREATE_RULESET_VERSION,
-            );
-            if abi < 1 {
-                return Ok(()); // no Landlock in this kernel
-            }
-            let mut handled = (1u64 << 13) - 1; // ABI 1: execute … make_sym
-            if abi >= 2 {
-                handled |= 1 << 13; // refer
-            }
-            if abi >= 3 {
-                handled |= 1 << 14; // truncate
-            }
-            if abi >= 5 {
-                handled |= IOCTL_DEV;
-            }
-            let attr = RulesetAttr {
-                handled_access_fs: handled,
-            };
-            let ruleset = libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                &attr as *const RulesetAttr,
-                std::mem::size_of::<RulesetAttr>(),
-                0u32,
-            ) as libc::c_int;
-            if ruleset < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let read = EXECUTE | READ_FILE | READ_DIR;
-            for path in &self.read_only {
-                allow(ruleset, path, read);
-            }
-            allow(
-                ruleset,
-                c"/dev",
-                (READ_FILE | WRITE_FILE | READ_DIR | IOCTL_DEV) & handled,
-            );
-            allow(ruleset, &self.program, EXECUTE | READ_FILE);
-            allow(ruleset, &self.workdir, handled);
-            let restricted = libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32);
-            libc::close(ruleset);
-            if restricted != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Adds "`access` beneath `path`"; a path that does not exist is skipped.
-///
-/// # Safety
-/// `ruleset` must be a Landlock ruleset fd.
-unsafe fn allow(ruleset: libc::c_int, path: &std::ffi::CStr, access: u64) {
-    let fd = libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-    if fd < 0 {
-        return;
-    }
-    let rule = PathBeneathAttr {
-        allowed_access: access,
-        parent_fd: fd,
+/// The Landlock ABI of the running kernel (0 when it has none).
+pub fn kernel_abi() -> i64 {
+    // SAFETY: the version query of landlock_create_ruleset takes no pointer.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32, // LANDLOCK_CREATE_RULESET_VERSION
+        )
     };
-    libc::syscall(
-        libc::SYS_landlock_add_rule,
-        ruleset,
-        RULE_PATH_BENEATH,
-        &rule as *const PathBeneathAttr,
-        0u32,
-    );
-    libc::close(fd);
+    abi.max(0)
+}
+
+/// Builds the ruleset for a REPL that runs `program` and writes in `workdir`. The rights
+/// of Landlock's first version are required (a kernel without them is an error, never a
+/// ruleset that does nothing); newer rights and scopes are added where the kernel has them.
+pub fn ruleset(program: &Path, workdir: &Path) -> Result<RulesetCreated, String> {
+    build(program, workdir).map_err(|e| format!("Landlock: {e}"))
+}
+
+fn build(program: &Path, workdir: &Path) -> Result<RulesetCreated, RulesetError> {
+    let all = AccessFs::from_all(ABI::V10);
+    let read = AccessFs::from_read(ABI::V10);
+    let device_write = AccessFs::WriteFile | AccessFs::Truncate;
+    Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(ABI::V1))?
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)?
+        .scope(Scope::from_all(ABI::V10))?
+        .create()?
+        .add_rules(path_beneath_rules(READ_ONLY, read))?
+        .add_rules(path_beneath_rules(WRITABLE_DEVICES, read | device_write))?
+        .add_rules(path_beneath_rules([program], read))?
+        .add_rules(path_beneath_rules([workdir], all))
+}
+
+/// Enforces `ruleset` on the calling process (and what it execs). Runs between fork and
+/// exec. A ruleset the kernel did not enforce is an error.
+pub fn enforce(ruleset: RulesetCreated) -> io::Result<()> {
+    let status = ruleset
+        .restrict_self()
+        .map_err(|_| io::Error::from_raw_os_error(libc::EPERM))?;
+    if status.ruleset == RulesetStatus::NotEnforced {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    Ok(())
 }

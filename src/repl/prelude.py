@@ -9,12 +9,31 @@ import io
 import json
 import linecache
 import sys
+import threading
+import time
 import traceback
 
 _host = None  # set by the child process before init()
+_emit = None  # likewise: sends live output to the server without waiting
 _ns = None
 _reserved = {}
+# Variables the server provides (context, context_N, history, history_N): put back after
+# every block, as rlms does, so that rebinding one by accident does not stick.
+_pinned = {}
 _blocks_run = 0
+
+
+def _clean(text):
+    """Text that can cross the pipe: a lone surrogate (from bytes decoded with
+    surrogateescape, say) becomes U+FFFD instead of failing the whole message."""
+    if not isinstance(text, str):
+        text = str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        # Through UTF-16, where a lone surrogate survives encoding and fails decoding.
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _call(request):
@@ -26,10 +45,10 @@ def _call(request):
 
 def _as_prompt(prompt):
     if isinstance(prompt, str):
-        return prompt
+        return _clean(prompt)
     if isinstance(prompt, (list, dict)):
-        return json.dumps(prompt, ensure_ascii=False, default=str)
-    return str(prompt)
+        return _clean(json.dumps(prompt, ensure_ascii=False, default=str))
+    return _clean(str(prompt))
 
 
 def _as_prompts(prompts, fn):
@@ -109,7 +128,7 @@ class _Answer(dict):
         super().__setitem__(key, value)
         if key == "content" and value not in (None, ""):
             try:
-                _call({"fn": "draft", "content": value if isinstance(value, str) else str(value)})
+                _call({"fn": "draft", "content": _clean(value)})
             except Exception:
                 pass
 
@@ -132,11 +151,14 @@ _BUILTIN_FUNCTIONS = (
 def init(context_json, tools):
     """A fresh namespace around the context, exactly as it was submitted, with the run's
     tools defined in it. Returns one message per tool that failed to load."""
-    global _ns, _reserved
+    global _ns, _reserved, _pinned
     _reserved = {fn.__name__: fn for fn in _BUILTIN_FUNCTIONS}
     _ns = {"__name__": "__main__", "__builtins__": builtins}
     _ns.update(_reserved)
-    _ns["context"] = json.loads(context_json)
+    context = json.loads(context_json)
+    # context_0 is the first context, as in rlms; a session's turns add context_1, ...
+    _pinned = {"context": context, "context_0": context}
+    _ns.update(_pinned)
     _ns["answer"] = _Answer(content="", ready=False)
     sys.argv = ["repl"]
     errors = []
@@ -146,23 +168,82 @@ def init(context_json, tools):
         try:
             exec(compile(source, filename, "exec"), _ns)
         except BaseException as exc:
-            errors.append(f"tool {name}: {type(exc).__name__}: {exc}")
+            errors.append(f"tool {name}: {type(exc).__name__}: {_describe(exc)}")
             continue
         if name not in _ns:
             errors.append(f"tool {name}: its source does not define {name}")
     # A tool's source may not replace a built-in.
-    for name, fn in _reserved.items():
-        _ns[name] = fn
+    for name, value in {**_reserved, **_pinned}.items():
+        _ns[name] = value
     if not isinstance(_ns.get("answer"), _Answer):
         _ns["answer"] = _Answer(content="", ready=False)
     return errors
+
+
+class _LiveOutput:
+    """What the running block prints, sent to the server while the block runs (every
+    INTERVAL seconds at most, and no more than the block's output limit in all), so that
+    whoever follows the run sees progress. The full output still comes with the block's end."""
+
+    INTERVAL = 0.2
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pending = []
+        self._left = 0
+        self._active = False
+        self._thread = None
+
+    def begin(self, limit):
+        with self._lock:
+            self._pending = []
+            self._left = limit
+            self._active = True
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="rlmd-live-output", daemon=True)
+            self._thread.start()
+
+    def add(self, stream, text):
+        # No lock: a print must never wait for the pipe.
+        if self._active and self._left > 0:
+            piece = text[: self._left]
+            self._left -= len(piece)
+            self._pending.append((stream, piece))
+
+    def end(self):
+        with self._lock:
+            self._active = False
+            self._pending = []
+
+    def _run(self):
+        while True:
+            time.sleep(self.INTERVAL)
+            with self._lock:
+                if not self._active or not self._pending:
+                    continue
+                pending, self._pending = self._pending, []
+                merged = []
+                for stream, text in pending:
+                    if merged and merged[-1][0] == stream:
+                        merged[-1][1].append(text)
+                    else:
+                        merged.append((stream, [text]))
+                for stream, parts in merged:
+                    try:
+                        _emit(stream, _clean("".join(parts)))
+                    except Exception:
+                        return  # the pipe is gone: the process is ending
+
+
+_live = _LiveOutput()
 
 
 class _CappedText(io.TextIOBase):
     """A stdout/stderr stand-in that keeps the first `limit` characters and counts the rest,
     so a runaway print loop cannot exhaust memory."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, stream):
+        self._stream = stream
         self._limit = limit
         self._parts = []
         self._kept = 0
@@ -182,6 +263,7 @@ class _CappedText(io.TextIOBase):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         self._total += len(text)
+        _live.add(self._stream, text)
         room = self._limit - self._kept
         if room > 0:
             piece = text[:room]
@@ -190,7 +272,7 @@ class _CappedText(io.TextIOBase):
         return len(text)
 
     def getvalue(self):
-        text = "".join(self._parts)
+        text = _clean("".join(self._parts))
         cut = self._total - self._kept
         if cut > 0:
             text += f"\n... [output truncated: {cut} more characters not shown]"
@@ -206,10 +288,11 @@ def _print_user_traceback(exc, stream):
 
 
 def _restore_builtins():
-    # Model code may shadow a built-in by accident; put it back so later blocks work.
-    for name, fn in _reserved.items():
-        if _ns.get(name) is not fn:
-            _ns[name] = fn
+    # Model code may shadow a built-in or rebind a provided variable by accident; put them
+    # back so later blocks work.
+    for name, value in {**_reserved, **_pinned}.items():
+        if _ns.get(name) is not value:
+            _ns[name] = value
     answer = _ns.get("answer")
     if not isinstance(answer, dict):
         print(
@@ -222,13 +305,26 @@ def _restore_builtins():
         _ns["answer"] = _Answer(answer)
 
 
+def _describe(value):
+    """str(value), or something close, for any object: model code may define __str__ to raise."""
+    try:
+        return _clean(value if isinstance(value, str) else str(value))
+    except BaseException:
+        try:
+            return _clean(repr(value))
+        except BaseException:
+            return f"<unprintable {type(value).__name__}>"
+
+
 def _answer_content():
     answer = _ns.get("answer")
     if not isinstance(answer, dict):
         return None, False
-    content = answer.get("content", "")
-    content = content if isinstance(content, str) else str(content)
-    return content, bool(answer.get("ready"))
+    try:
+        ready = bool(answer.get("ready"))
+    except BaseException:
+        ready = False
+    return _describe(answer.get("content", "")), ready
 
 
 def run_block(code, limit):
@@ -237,9 +333,10 @@ def run_block(code, limit):
     _blocks_run += 1
     filename = f"<repl block {_blocks_run}>"
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    out, err = _CappedText(limit), _CappedText(limit)
+    out, err = _CappedText(limit, "stdout"), _CappedText(limit, "stderr")
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = out, err
+    _live.begin(limit)
     error = None
     try:
         tree = ast.parse(code, filename, "exec")
@@ -253,9 +350,13 @@ def run_block(code, limit):
             if value is not None:
                 print(repr(value))
     except BaseException as exc:  # SystemExit and KeyboardInterrupt are the model's too
-        error = f"{type(exc).__name__}: {exc}"
-        _print_user_traceback(exc, err)
+        error = f"{type(exc).__name__}: {_describe(exc)}"
+        try:
+            _print_user_traceback(exc, err)
+        except BaseException:
+            err.write(f"{error}\n(the traceback could not be printed)\n")
     finally:
+        _live.end()
         sys.stdout, sys.stderr = saved
     try:
         sys.stdout, sys.stderr = out, err
@@ -273,8 +374,14 @@ def run_block(code, limit):
 
 
 def set_var(name, value_json):
-    """Sets a variable the server provides (`history`)."""
-    _ns[name] = json.loads(value_json)
+    """Sets a variable the server provides: `history`, a session's `context` and
+    `context_N`, `history_N` (kept from then on), or a fresh `answer` for a new turn."""
+    value = json.loads(value_json)
+    if name == "answer":
+        _ns["answer"] = _Answer(value)
+        return
+    _pinned[name] = value
+    _ns[name] = value
 
 
 def resolve(name):
@@ -282,5 +389,4 @@ def resolve(name):
     key = name.strip().strip("'\"")
     if _ns is None or key not in _ns:
         return None
-    value = _ns[key]
-    return value if isinstance(value, str) else str(value)
+    return _clean(_ns[key])

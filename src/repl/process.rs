@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use super::identity::ReplUid;
 use super::protocol::{
     read_frame, write_frame, ExecOutcome, FromChild, HostCall, ToChild, ToolSource,
 };
-use super::sandbox;
-use crate::config::SandboxConfig;
+use super::watchdog::Watch;
+use super::{bounds, sandbox, Sandbox};
 
 /// How long a fresh child may take to start Python and to load its context.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -20,7 +21,10 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
     #[error("could not start the REPL: {0}")]
-    Spawn(std::io::Error),
+    Spawn(String),
+    /// The REPL started but could not load its context or boot Python.
+    #[error("the REPL could not load the run's context: {0}")]
+    Init(String),
     #[error("the block ran longer than {0:?}")]
     Timeout(Duration),
     #[error("the REPL process died ({0})")]
@@ -39,6 +43,10 @@ pub trait Host {
         &self,
         call: HostCall,
     ) -> impl Future<Output = Result<serde_json::Value, String>> + Send;
+
+    /// Output the running block printed so far (`stream` is stdout or stderr), bounded and
+    /// throttled by the child and bounded again by the server.
+    fn output(&self, _stream: &str, _text: &str) {}
 }
 
 pub struct ReplProcess {
@@ -47,37 +55,78 @@ pub struct ReplProcess {
     to_child: ChildStdin,
     from_child: BufReader<ChildStdout>,
     stderr_log: PathBuf,
+    limits: bounds::Bounds,
     initialized: bool,
     dead: bool,
+    /// Watches the memory and disk of the REPL's processes; dropped before `uid`.
+    watch: Option<Watch>,
+    /// The REPL's own user, swept and freed when this is dropped (after the child is dead).
+    uid: Option<ReplUid>,
 }
 
 impl ReplProcess {
-    /// Starts a child in `workdir`. Python boots in the background while the caller goes
-    /// on (typically with the first model call); `init` waits for it.
-    pub fn spawn(
-        config: &SandboxConfig,
-        workdir: &Path,
-        stderr_log: &Path,
-    ) -> Result<Self, ReplError> {
-        std::fs::create_dir_all(workdir).map_err(ReplError::Spawn)?;
-        let log = std::fs::File::create(stderr_log).map_err(ReplError::Spawn)?;
-        let mut child = sandbox::command(config, workdir, log)
+    /// Starts a confined child in a fresh `workdir`. Python boots in the background while
+    /// the caller goes on (typically with the first model call); `init` waits for it.
+    pub fn spawn(sandbox: &Sandbox, workdir: &Path, stderr_log: &Path) -> Result<Self, ReplError> {
+        if let Some(why) = sandbox.refusal() {
+            return Err(ReplError::Spawn(why));
+        }
+        let config = &sandbox.config;
+        let uid = match sandbox.features.separate_users {
+            true => Some(ReplUid::acquire(config).map_err(|e| ReplError::Spawn(e.to_string()))?),
+            false => None,
+        };
+        prepare_workdir(workdir, uid.as_ref().map(ReplUid::uid))
+            .map_err(|e| ReplError::Spawn(format!("scratch directory: {e}")))?;
+        let log = std::fs::File::create(stderr_log)
+            .map_err(|e| ReplError::Spawn(format!("REPL log: {e}")))?;
+        let mut child = sandbox::command(sandbox, uid.as_ref(), workdir, log)
+            .map_err(ReplError::Spawn)?
             .spawn()
-            .map_err(ReplError::Spawn)?;
+            .map_err(|e| {
+                let log = log_tail(stderr_log);
+                match log
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("sandbox step failed"))
+                {
+                    Some(step) => {
+                        ReplError::Spawn(format!("{}: {e}", step.trim_start_matches("rlmd repl: ")))
+                    }
+                    None => ReplError::Spawn(e.to_string()),
+                }
+            })?;
         let pid = child
             .id()
             .ok_or_else(|| ReplError::Crashed("exited at once".into()))?;
         let to_child = child.stdin.take().expect("stdin is piped");
         let from_child = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        tracing::debug!(pid, "REPL child started");
+        let watch = uid.as_ref().map(|uid| {
+            Watch::start(
+                uid.uid(),
+                config.memory_bytes,
+                config.disk_bytes,
+                config.max_files,
+                // The run's directory: the scratch directory and the REPL's log.
+                workdir.parent().unwrap_or(workdir),
+            )
+        });
+        tracing::debug!(
+            pid,
+            uid = uid.as_ref().map(ReplUid::uid),
+            "REPL child started"
+        );
         Ok(Self {
             child,
             pid,
             to_child,
             from_child,
             stderr_log: stderr_log.to_path_buf(),
+            limits: bounds::Bounds::from_config(config),
             initialized: false,
             dead: false,
+            watch,
+            uid,
         })
     }
 
@@ -86,16 +135,27 @@ impl ReplProcess {
     }
 
     /// Waits for the child to be ready and builds its namespace around `context`, the JSON
-    /// text exactly as submitted.
+    /// text exactly as submitted. Any failure but a tool's is `ReplError::Init`: a REPL that
+    /// cannot hold the run's context is of no use to the run.
     pub async fn init(&mut self, context: &str, tools: &[ToolSource]) -> Result<(), ReplError> {
+        match self.load(context, tools).await {
+            Ok(()) => {
+                self.initialized = true;
+                Ok(())
+            }
+            Err(error @ ReplError::Tools(_)) => Err(error),
+            Err(error) => Err(ReplError::Init(match error {
+                ReplError::Crashed(why) | ReplError::Protocol(why) => why,
+                other => other.to_string(),
+            })),
+        }
+    }
+
+    async fn load(&mut self, context: &str, tools: &[ToolSource]) -> Result<(), ReplError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         match self.receive_until(deadline).await? {
             FromChild::Ready { python } => tracing::debug!(pid = self.pid, %python, "REPL ready"),
-            other => {
-                return Err(ReplError::Protocol(format!(
-                    "expected ready, got {other:?}"
-                )))
-            }
+            other => return Err(unexpected("ready", &other)),
         }
         self.send(&ToChild::Init {
             tools: tools.to_vec(),
@@ -108,14 +168,12 @@ impl ReplProcess {
             return Err(self.crashed().await);
         }
         match self.receive_until(deadline).await? {
-            FromChild::Initialized { tool_errors } if tool_errors.is_empty() => {
-                self.initialized = true;
-                Ok(())
+            FromChild::Initialized { tool_errors } if tool_errors.is_empty() => Ok(()),
+            FromChild::Initialized { tool_errors } => {
+                Err(ReplError::Tools(bounds::message(tool_errors.join("; "))))
             }
-            FromChild::Initialized { tool_errors } => Err(ReplError::Tools(tool_errors.join("; "))),
-            other => Err(ReplError::Protocol(format!(
-                "expected initialized, got {other:?}"
-            ))),
+            FromChild::Failed { error } => Err(ReplError::Init(bounds::message(error))),
+            other => Err(unexpected("initialized", &other)),
         }
     }
 
@@ -134,6 +192,8 @@ impl ReplProcess {
         })
         .await?;
         let mut remaining = timeout;
+        // What reaches live subscribers is bounded like what the model sees.
+        let mut streamed = bounds::Budget::new(output_chars);
         loop {
             let started = Instant::now();
             let message = match tokio::time::timeout(remaining, self.receive()).await {
@@ -146,14 +206,32 @@ impl ReplProcess {
             remaining = remaining.saturating_sub(started.elapsed());
             match message {
                 FromChild::HostCall { call } => {
-                    let (ok, value) = match host.call(call).await {
+                    let reply = match self.limits.check_call(call) {
+                        Ok(call) => host.call(call).await,
+                        Err(refused) => Err(refused),
+                    };
+                    let (ok, value) = match reply {
                         Ok(value) => (true, value),
                         Err(message) => (false, serde_json::Value::String(message)),
                     };
                     self.send(&ToChild::HostReply { ok, value }).await?;
                 }
-                FromChild::ExecDone(outcome) => return Ok(outcome),
-                other => return Err(ReplError::Protocol(format!("unexpected {other:?}"))),
+                FromChild::Output { stream, text } => {
+                    if let Some(text) = streamed.admit(&text) {
+                        host.output(
+                            if stream == "stderr" {
+                                "stderr"
+                            } else {
+                                "stdout"
+                            },
+                            text,
+                        );
+                    }
+                }
+                FromChild::ExecDone(outcome) => {
+                    return Ok(self.limits.outcome(outcome, output_chars));
+                }
+                other => return Err(unexpected("a block's end", &other)),
             }
         }
     }
@@ -173,9 +251,7 @@ impl ReplProcess {
         }
         match self.receive_until(Instant::now() + STARTUP_TIMEOUT).await? {
             FromChild::VarSet => Ok(()),
-            other => Err(ReplError::Protocol(format!(
-                "expected var_set, got {other:?}"
-            ))),
+            other => Err(unexpected("var_set", &other)),
         }
     }
 
@@ -186,14 +262,15 @@ impl ReplProcess {
         })
         .await?;
         match self.receive_until(Instant::now() + STARTUP_TIMEOUT).await? {
-            FromChild::Resolved { value } => Ok(value),
-            other => Err(ReplError::Protocol(format!(
-                "expected resolved, got {other:?}"
-            ))),
+            FromChild::Resolved { value } => {
+                Ok(value.map(|v| bounds::cut(v, self.limits.max_answer_chars)))
+            }
+            other => Err(unexpected("resolved", &other)),
         }
     }
 
-    /// Kills the child and everything it started, and reaps it.
+    /// Kills the child and everything it started, and reaps it; then its user is swept of
+    /// whatever left its process group and freed.
     pub async fn kill(&mut self) {
         if !self.dead {
             sandbox::kill_group(self.pid);
@@ -201,6 +278,8 @@ impl ReplProcess {
             self.dead = true;
             tracing::debug!(pid = self.pid, "REPL child killed");
         }
+        self.watch = None;
+        self.uid = None;
     }
 
     async fn send(&mut self, message: &ToChild) -> Result<(), ReplError> {
@@ -212,10 +291,19 @@ impl ReplProcess {
         }
     }
 
+    /// The child's next message. Its size is bounded before it is read, and text that is
+    /// not UTF-8 is replaced rather than refused.
     async fn receive(&mut self) -> Result<FromChild, ReplError> {
-        match read_frame(&mut self.from_child).await {
+        match read_frame(&mut self.from_child, self.limits.max_frame_bytes).await {
             Ok(payload) => {
-                serde_json::from_slice(&payload).map_err(|e| ReplError::Protocol(e.to_string()))
+                let text = String::from_utf8_lossy(&payload);
+                serde_json::from_str(&text).map_err(|e| {
+                    ReplError::Protocol(format!("a message that is not valid JSON ({e})"))
+                })
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+                self.kill().await;
+                Err(ReplError::Protocol(error.to_string()))
             }
             Err(_) => Err(self.crashed().await),
         }
@@ -235,12 +323,19 @@ impl ReplProcess {
     /// Explains why the pipe broke: the exit status and the end of the child's stderr.
     async fn crashed(&mut self) -> ReplError {
         let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        let verdict = self
+            .watch
+            .as_ref()
+            .and_then(|w| w.verdict.lock().unwrap_or_else(|p| p.into_inner()).clone());
         self.kill().await;
+        if let Some(verdict) = verdict {
+            return ReplError::Crashed(format!("stopped by the sandbox: {verdict}"));
+        }
         let status = match status {
             Ok(Ok(status)) => describe_exit(status),
             _ => "it stopped answering".to_string(),
         };
-        let stderr = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        let stderr = log_tail(&self.stderr_log);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         if tail.is_empty() {
@@ -256,7 +351,46 @@ impl Drop for ReplProcess {
         if !self.dead {
             sandbox::kill_group(self.pid);
         }
+        // Then `uid` drops, which sweeps the REPL's user of anything left.
     }
+}
+
+/// The end of a REPL's log (which it may have filled up to its file-size limit).
+fn log_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 4096;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(TAIL)));
+    let mut bytes = Vec::new();
+    let _ = file.take(TAIL).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A message that came out of turn; only its kind is reported (it may be huge).
+fn unexpected(expected: &str, got: &FromChild) -> ReplError {
+    ReplError::Protocol(format!("expected {expected}, got {}", got.kind()))
+}
+
+/// A fresh scratch directory owned by the REPL's user (the parent directory, owned by the
+/// server, holds the REPL's log and is only traversable).
+fn prepare_workdir(workdir: &Path, uid: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_dir_all(workdir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::create_dir_all(workdir)?;
+    if let Some(parent) = workdir.parent() {
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
+    }
+    std::fs::set_permissions(workdir, std::fs::Permissions::from_mode(0o700))?;
+    if let Some(uid) = uid {
+        std::os::unix::fs::chown(workdir, Some(uid), Some(uid))?;
+    }
+    Ok(())
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {

@@ -7,7 +7,8 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Refuse frames above this size: a corrupt length must not allocate without bound.
+/// The child refuses frames above this size from the server (a context is at most the
+/// server's body limit). The server bounds what it reads from the child far lower.
 pub const MAX_FRAME_BYTES: usize = 1 << 30;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,6 +57,31 @@ pub enum FromChild {
         value: Option<String>,
     },
     VarSet,
+    /// What the running block printed since the last such message (live progress).
+    Output {
+        stream: String,
+        text: String,
+    },
+    /// The namespace could not be built (the context does not load).
+    Failed {
+        error: String,
+    },
+}
+
+impl FromChild {
+    /// The message's type, for errors (the message itself may be huge).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FromChild::Ready { .. } => "ready",
+            FromChild::Initialized { .. } => "initialized",
+            FromChild::HostCall { .. } => "host_call",
+            FromChild::ExecDone(_) => "exec_done",
+            FromChild::Resolved { .. } => "resolved",
+            FromChild::VarSet => "var_set",
+            FromChild::Output { .. } => "output",
+            FromChild::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// A tool to define in the namespace.
@@ -114,7 +140,7 @@ pub fn write_frame_sync(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 pub fn read_frame_sync(r: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
-    let len = checked_len(len)?;
+    let len = checked_len(len, MAX_FRAME_BYTES)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload)?;
     Ok(payload)
@@ -128,21 +154,23 @@ pub async fn write_frame(w: &mut (impl AsyncWrite + Unpin), payload: &[u8]) -> i
     w.flush().await
 }
 
-pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> io::Result<Vec<u8>> {
+/// Reads one frame of at most `max` bytes; a larger one is `InvalidData`, refused before
+/// anything is allocated for it.
+pub async fn read_frame(r: &mut (impl AsyncRead + Unpin), max: usize) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
-    let len = checked_len(len)?;
+    let len = checked_len(len, max)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await?;
     Ok(payload)
 }
 
-fn checked_len(len: [u8; 4]) -> io::Result<usize> {
+fn checked_len(len: [u8; 4], max: usize) -> io::Result<usize> {
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "frame too large",
+            format!("a message of {len} bytes, over the limit of {max} (RLM_REPL_MAX_MESSAGE_MB)"),
         ));
     }
     Ok(len)

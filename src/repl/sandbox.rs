@@ -1,5 +1,17 @@
-//! How a REPL child is confined: an empty environment, its own scratch directory, its own
-//! process group (so a timeout kills everything it started) and resource limits.
+//! How a REPL child is confined, in the order it is applied. Before the fork the server
+//! takes a user id for the REPL, builds its Landlock ruleset and owns its scratch
+//! directory; the child then, between fork and exec:
+//!   1. becomes that user (done by `Command::uid`, before step 2), in its own process group,
+//!      with an empty environment, in its scratch directory;
+//!   2. marks every inherited file descriptor close-on-exec (it keeps only its pipes);
+//!   3. takes its resource limits (address space, file size, open files, no core dumps,
+//!      processes of its user);
+//!   4. dies with the server (PDEATHSIG) and drops every capability;
+//!   5. enforces Landlock (files, and signals and abstract sockets where the kernel scopes
+//!      them) and then the seccomp filters (both need no_new_privs).
+//!
+//! Each step that the sandbox found available at start-up is applied or the REPL does not
+//! start; nothing is skipped silently.
 
 use std::io;
 use std::path::Path;
@@ -7,14 +19,22 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
-use super::{landlock, seccomp};
-use crate::config::SandboxConfig;
+use super::identity::ReplUid;
+use super::{landlock, seccomp, Sandbox};
 
 /// Environment passed to the child. Nothing else, and certainly no API key, crosses over.
 /// OpenBLAS tuning variables are kept because some CPUs need them for numpy to work.
 const PASSED_THROUGH: &[&str] = &["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ"];
 
-pub fn command(config: &SandboxConfig, workdir: &Path, stderr_log: std::fs::File) -> Command {
+/// The command that starts a confined REPL child as `uid` (when the sandbox gives each REPL
+/// its own user) in `workdir`.
+pub fn command(
+    sandbox: &Sandbox,
+    uid: Option<&ReplUid>,
+    workdir: &Path,
+    stderr_log: std::fs::File,
+) -> Result<Command, String> {
+    let config = &sandbox.config;
     let mut cmd = Command::new(&config.program);
     cmd.arg("repl")
         .env_clear()
@@ -38,27 +58,66 @@ pub fn command(config: &SandboxConfig, workdir: &Path, stderr_log: std::fs::File
             cmd.env(name, value);
         }
     }
+    if let Some(uid) = uid {
+        cmd.uid(uid.uid()).gid(uid.uid());
+    }
     let limits = ResourceLimits {
         memory: config.memory_bytes,
-        file_size: config.max_file_bytes,
+        file_size: config.disk_bytes,
         open_files: config.max_open_files,
+        // Counted per user: a bound on this REPL only when it has a user of its own.
+        processes: uid.map(|_| config.max_processes),
     };
-    // Built before the fork: the child only hands them to the kernel.
-    let filter = seccomp::network_filter();
-    let files = landlock::Rules::new(&config.program, workdir);
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // system calls (setrlimit, prctl), allocating nothing.
+    let features = sandbox.features;
+    let mut ruleset = if features.landlock_abi > 0 {
+        Some(landlock::ruleset(&config.program, workdir)?)
+    } else {
+        None
+    };
+    let filters = sandbox.filters.clone();
+    // SAFETY: the closure runs between fork and exec and makes only system calls on
+    // values prepared before the fork (the ruleset fd, the compiled filters).
     unsafe {
         cmd.pre_exec(move || {
-            limits.apply()?;
-            // Best effort: a kernel (or container profile) without Landlock or seccomp
-            // still runs the REPL; the start-up probe reports what was enforced.
-            let _ = files.apply();
-            let _ = seccomp::install(&filter);
+            step(b"close-on-exec", keep_only_stdio())?;
+            step(b"resource limits", limits.apply())?;
+            step(b"capabilities", drop_privileges())?;
+            if let Some(ruleset) = ruleset.take() {
+                step(b"landlock", landlock::enforce(ruleset))?;
+            }
+            if let Some(filters) = &filters {
+                step(b"seccomp", seccomp::install(filters))?;
+            }
             Ok(())
         });
     }
-    cmd
+    Ok(cmd)
+}
+
+/// Reports which confinement step failed on the child's stderr (the REPL's log, which the
+/// server reads when a start fails): only the error number crosses back to `spawn`.
+fn step(name: &[u8], result: io::Result<()>) -> io::Result<()> {
+    if result.is_err() {
+        let prefix = b"rlmd repl: sandbox step failed: ";
+        // SAFETY: write(2) on the child's stderr with live buffers.
+        unsafe {
+            libc::write(2, prefix.as_ptr().cast(), prefix.len());
+            libc::write(2, name.as_ptr().cast(), name.len());
+            libc::write(2, b"\n".as_ptr().cast(), 1);
+        }
+    }
+    result
+}
+
+/// Marks every descriptor above stdio close-on-exec, whatever the server had open.
+fn keep_only_stdio() -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with constant arguments.
+    let done = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if done != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy)]
@@ -66,6 +125,7 @@ struct ResourceLimits {
     memory: u64,
     file_size: u64,
     open_files: u64,
+    processes: Option<u64>,
 }
 
 impl ResourceLimits {
@@ -74,32 +134,37 @@ impl ResourceLimits {
         set_limit(libc::RLIMIT_FSIZE, self.file_size)?;
         set_limit(libc::RLIMIT_NOFILE, self.open_files)?;
         set_limit(libc::RLIMIT_CORE, 0)?;
-        drop_capabilities();
-        // SAFETY: plain prctl calls with constant arguments.
-        unsafe {
-            // Never gain privileges through setuid binaries.
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // If the server dies, so does its REPL.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+        if let Some(processes) = self.processes {
+            set_limit(libc::RLIMIT_NPROC, processes)?;
         }
         Ok(())
     }
 }
 
-/// Empties the capability bounding set, so that even a child running as root holds no
-/// capabilities after exec: it cannot ptrace or read the server's /proc files.
-/// Without CAP_SETPCAP (not root) there is nothing to drop and the calls fail harmlessly.
-fn drop_capabilities() {
-    for capability in 0..64 {
-        // SAFETY: prctl with plain integer arguments.
-        unsafe {
+/// Dies with the server, and holds no capability even when it runs as root (best effort
+/// without a user of its own): it cannot ptrace or read the server's /proc files.
+fn drop_privileges() -> io::Result<()> {
+    // SAFETY: prctl with plain integer arguments.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for capability in 0..64 {
+            // Fails harmlessly (EINVAL, EPERM) past the last capability or without any.
             libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0);
         }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
+    Ok(())
 }
 
 /// Makes the server's own memory and /proc files (environ, with the API keys) off limits

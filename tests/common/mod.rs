@@ -29,13 +29,22 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// A temporary directory that REPLs, which run as users of their own, can pass through
+/// (a server's scratch directory lives in it).
+pub fn tempdir_for_repls() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
+}
+
 pub async fn spawn_app(model: &FakeModel) -> TestApp {
     spawn_app_with(model, &[]).await
 }
 
 /// Boots rlmd with the test defaults, overridden by `vars`.
 pub async fn spawn_app_with(model: &FakeModel, vars: &[(&str, &str)]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir_for_repls();
     let db_path = dir.path().join("rlmd.db");
     boot(model, vars, dir, db_path).await
 }
@@ -211,7 +220,7 @@ impl TestApp {
     /// Stops this server and boots a new one on the same database.
     pub async fn restart(mut self, model: &FakeModel, vars: &[(&str, &str)]) -> TestApp {
         self.stop().await;
-        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        let dir = std::mem::replace(&mut self._dir, tempdir_for_repls());
         boot(model, vars, dir, self.db_path.clone()).await
     }
 }

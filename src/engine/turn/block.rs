@@ -36,6 +36,7 @@ impl RunState<'_> {
             parent: &parent,
             provider: sub_provider,
             iteration,
+            block: index,
             draft: &self.draft,
         };
         let limits = &self.spec.limits;
@@ -57,6 +58,13 @@ impl RunState<'_> {
             }
             Err(ReplError::Tools(message)) => {
                 let error = RunError::new("tool_error", message);
+                return Ok((error.message.clone(), BlockEnd::Fatal(error), true));
+            }
+            // Without a REPL the run cannot make progress: fail now rather than pay for
+            // turns whose code cannot run.
+            Err(error @ (ReplError::Spawn(_) | ReplError::Init(_))) => {
+                let error = RunError::new("repl_error", error.to_string());
+                tracing::warn!(message = %error.message, "the run's REPL cannot run code");
                 return Ok((error.message.clone(), BlockEnd::Fatal(error), true));
             }
             Err(error) => {

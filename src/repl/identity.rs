@@ -1,0 +1,192 @@
+//! A user id of its own for every live REPL. The kernel then keeps REPLs apart without any
+//! privilege in the REPL: a process may signal, trace or re-limit only processes of its own
+//! user, so a REPL reaches neither the server (root) nor another run's REPL, and
+//! RLIMIT_NPROC, which counts per user, caps the processes of exactly one REPL.
+//!
+//! When a REPL ends, every process of its user is killed (`kill(-1)` run as that user
+//! reaches all of them, daemons that left the process group included), and only then is the
+//! id handed out again. Ids are locked with `flock` on a file per id, so that servers on one
+//! host never share one; a lock file says whether its id was left clean, and an id taken
+//! over from a server that died is swept before it is used.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::procfs;
+
+use crate::config::SandboxConfig;
+
+/// A user id held for one REPL. Dropping it sweeps the id (in the background) and frees it.
+pub struct ReplUid {
+    uid: u32,
+    lock: Option<File>,
+}
+
+impl ReplUid {
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+
+    /// Takes a free id of the configured range, sweeping it first if its last holder did
+    /// not leave it clean.
+    pub fn acquire(config: &SandboxConfig) -> io::Result<Self> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        std::fs::create_dir_all(&config.uid_lock_dir)?;
+        let count = config.uid_count.max(1);
+        let start = NEXT.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..count {
+            let uid = config.uid_base + (start.wrapping_add(offset) % count);
+            let path = config.uid_lock_dir.join(format!("{uid}.lock"));
+            let mut file = File::options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            // SAFETY: flock on an fd this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue; // held by this or another server
+            }
+            let mut state = [0u8; 1];
+            let clean = file.read(&mut state)? == 1 && state[0] == b'c';
+            if !clean && !sweep(uid)? {
+                continue; // something of that user will not die: leave the id alone
+            }
+            mark(&mut file, b"d")?;
+            return Ok(Self {
+                uid,
+                lock: Some(file),
+            });
+        }
+        Err(io::Error::other(format!(
+            "all {count} REPL user ids (RLM_REPL_UIDS from RLM_REPL_UID_BASE={}) are in use",
+            config.uid_base
+        )))
+    }
+}
+
+impl Drop for ReplUid {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            sweeper().send((self.uid, lock)).ok();
+        }
+    }
+}
+
+fn mark(file: &mut File, state: &[u8; 1]) -> io::Result<()> {
+    file.rewind()?;
+    file.write_all(state)?;
+    file.set_len(1)
+}
+
+/// The thread that sweeps the ids of ended REPLs (a sweep forks and waits: kept off the
+/// async runtime and out of `Drop`).
+fn sweeper() -> &'static mpsc::Sender<(u32, File)> {
+    static SWEEPER: OnceLock<mpsc::Sender<(u32, File)>> = OnceLock::new();
+    SWEEPER.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<(u32, File)>();
+        std::thread::Builder::new()
+            .name("rlmd-repl-sweeper".into())
+            .spawn(move || {
+                for (uid, mut lock) in receiver {
+                    match sweep(uid) {
+                        Ok(true) => {
+                            if let Err(error) = mark(&mut lock, b"c") {
+                                tracing::warn!(uid, %error, "could not mark a REPL user clean");
+                            }
+                        }
+                        Ok(false) => tracing::error!(
+                            uid,
+                            "processes of a REPL user survive SIGKILL; the id is not reused"
+                        ),
+                        Err(error) => tracing::error!(uid, %error, "could not sweep a REPL user"),
+                    }
+                    drop(lock); // unlocks the id
+                }
+            })
+            .expect("the sweeper thread starts");
+        sender
+    })
+}
+
+/// Kills every process of `uid`. True when none is left alive.
+pub fn sweep(uid: u32) -> io::Result<bool> {
+    for round in 0..5u64 {
+        kill_all_as(uid)?;
+        // Killed processes are gone once the kernel has torn them down; zombies wait for
+        // their parent (the server, or init) and can do nothing.
+        std::thread::sleep(Duration::from_millis(2 << round));
+        if procfs::processes()
+            .filter(|p| p.uid == uid && !p.zombie)
+            .count()
+            == 0
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Sends SIGKILL to every process of `uid` from a process of that user: kill(-1) then
+/// reaches exactly that user's processes (a fork racing with it is stopped by the kernel).
+fn kill_all_as(uid: u32) -> io::Result<()> {
+    // SAFETY: the child of this fork only makes async-signal-safe system calls
+    // (setgid, setuid, kill, _exit), as required after fork in a threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: see above.
+        unsafe {
+            if libc::setgid(uid) != 0 || libc::setuid(uid) != 0 {
+                libc::_exit(3);
+            }
+            libc::kill(-1, libc::SIGKILL);
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for the child forked above.
+        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if waited == pid {
+            break;
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "could not become user {uid} to stop its processes"
+        )))
+    }
+}
+
+/// Whether this process may give each REPL its own user id (root, or CAP_SETUID and
+/// CAP_SETGID).
+pub fn can_switch_users() -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    const CAP_SETGID: u32 = 6;
+    const CAP_SETUID: u32 = 7;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let needed = (1u64 << CAP_SETGID) | (1u64 << CAP_SETUID);
+    effective & needed == needed
+}
