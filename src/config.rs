@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod auth;
 mod providers;
+pub use auth::{AuthConfig, AuthMode};
 pub use providers::{AzureConfig, EndpointConfig, PortkeyConfig, ProviderEndpoints};
 
 /// A secret (an API key). `Debug` and `Display` never print it.
@@ -94,6 +96,7 @@ pub struct Config {
     pub providers: ProviderSettings,
     pub providers_endpoints: ProviderEndpoints,
     pub sandbox: SandboxConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +169,7 @@ impl Config {
                 max_file_bytes: env.parse::<u64>("RLM_REPL_FILE_MB", 1024)? * 1024 * 1024,
                 max_open_files: env.parse("RLM_REPL_OPEN_FILES", 256)?,
             },
+            auth: AuthConfig::from_vars(&env)?,
         })
     }
 }
@@ -280,6 +284,7 @@ mod tests {
         let source = [
             include_str!("config.rs"),
             include_str!("config/providers.rs"),
+            include_str!("config/auth.rs"),
         ]
         .concat();
         for name in vars.keys() {
