@@ -177,14 +177,15 @@ impl Application {
 /// Secure by default: without a key, only loopback may be served, unless the operator
 /// turned authentication off, which is logged.
 async fn check_exposure(config: &Config, store: &Store) -> Result<(), StartupError> {
+    let keys_exist = store.any_key_exists().await?;
     if config.auth.mode == AuthMode::Off {
         tracing::warn!(
             bind = %config.bind,
+            keys_ignored = keys_exist,
             "RLM_AUTH=off: the API accepts every request without a key"
         );
         return Ok(());
     }
-    let keys_exist = store.any_key_exists().await?;
     if !keys_exist && !config.bind.ip().is_loopback() {
         return Err(StartupError::NoKeys(config.bind));
     }
