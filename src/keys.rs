@@ -23,10 +23,10 @@ pub enum KeysCommand {
         #[arg(long)]
         admin: bool,
         /// Runs of this key running at once (default: RLM_KEY_MAX_CONCURRENT_RUNS).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_concurrent_runs: Option<u32>,
         /// Runs of this key waiting in the queue (default: RLM_KEY_MAX_QUEUED_RUNS).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         max_queued_runs: Option<u32>,
     },
     /// List the keys (never the keys themselves).

@@ -246,6 +246,25 @@ impl TestApp {
         )
     }
 
+    /// GET `path` as the holder of `key`; the status and the JSON answer.
+    pub async fn get_as(&self, key: &str, path: &str) -> (u16, Value) {
+        let (status, _, body) = self
+            .send_as(Some(key), reqwest::Method::GET, path, None)
+            .await;
+        (status, body)
+    }
+
+    /// POST `body` to `path` as the holder of `key`.
+    pub async fn post_as(
+        &self,
+        key: &str,
+        path: &str,
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send_as(Some(key), reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
