@@ -10,8 +10,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod auth;
 mod providers;
 mod sandbox;
+pub use auth::{AuthConfig, AuthMode};
 pub use providers::{AzureConfig, EndpointConfig, PortkeyConfig, ProviderEndpoints};
 pub use sandbox::{SandboxConfig, SandboxMode};
 
@@ -84,6 +86,7 @@ pub struct Config {
     pub providers: ProviderSettings,
     pub providers_endpoints: ProviderEndpoints,
     pub sandbox: SandboxConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +146,7 @@ impl Config {
             },
             providers_endpoints: ProviderEndpoints::from_vars(&env)?,
             sandbox: SandboxConfig::from_vars(&env)?,
+            auth: AuthConfig::from_vars(&env)?,
         })
     }
 }
@@ -258,6 +262,7 @@ mod tests {
             include_str!("config.rs"),
             include_str!("config/providers.rs"),
             include_str!("config/sandbox.rs"),
+            include_str!("config/auth.rs"),
         ]
         .concat();
         for name in vars.keys() {

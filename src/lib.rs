@@ -5,6 +5,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod events;
+pub mod keys;
 pub mod providers;
 pub mod repl;
 pub mod startup;

@@ -22,6 +22,11 @@ enum Command {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Manage API keys (in the database at DATABASE_URL).
+    Keys {
+        #[command(subcommand)]
+        command: rlmd::keys::KeysCommand,
+    },
     /// The sandboxed Python REPL child; started by the server, never by hand.
     #[command(hide = true)]
     Repl,
@@ -47,6 +52,13 @@ fn main() -> ExitCode {
             Some(Command::Migrate) => {
                 rlmd::store::Store::connect(&config.database_url).await?;
                 tracing::info!("database is up to date");
+                Ok(())
+            }
+            Some(Command::Keys { command }) => {
+                let store = rlmd::store::Store::connect(&config.database_url).await?;
+                let output = rlmd::keys::run(command, &store).await;
+                store.close().await;
+                println!("{}", output?);
                 Ok(())
             }
             _ => serve(config).await,

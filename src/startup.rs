@@ -8,8 +8,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, AppState};
-use crate::config::{Config, SandboxMode};
+use crate::api::{self, AppState, Auth};
+use crate::config::{AuthMode, Config, SandboxMode};
 use crate::engine::{Engine, SessionRepls};
 use crate::events::EventBus;
 use crate::providers::{PriceError, PriceTable, Providers};
@@ -35,6 +35,12 @@ pub enum StartupError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "refusing to listen on {0} without an API key: anyone who reaches it could run code \
+         and spend the providers' credit. Create a key with `rlmd keys create NAME`, listen on \
+         a loopback address, or set RLM_AUTH=off to serve without authentication"
+    )]
+    NoKeys(std::net::SocketAddr),
 }
 
 pub struct Application {
@@ -49,6 +55,8 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         crate::repl::protect_server_process();
         let store = Store::connect(&config.database_url).await?;
+        let auth = Auth::new(&config.auth);
+        check_exposure(&config, &store).await?;
         let providers = Providers::from_config(&config)?;
         let prices = Arc::new(PriceTable::with_overrides(config.prices_file.as_deref())?);
         let scratch = &config.sandbox.scratch_root;
@@ -107,6 +115,7 @@ impl Application {
                 lease_ttl: config.lease_ttl,
                 max_attempts: config.max_attempts,
                 poll_interval: config.poll_interval,
+                max_running_per_key: config.auth.max_concurrent_runs,
             },
         );
         let state = AppState {
@@ -121,6 +130,7 @@ impl Application {
             sessions,
             session_idle_timeout: config.session_idle_timeout,
             sandbox: Arc::new(sandbox),
+            auth: Arc::new(auth),
         };
         Ok(Self {
             listener,
@@ -147,7 +157,11 @@ impl Application {
         let tracker = TaskTracker::new();
         self.pool.spawn(&tracker, shutdown.clone());
         tracing::info!(address = %self.listener.local_addr()?, workers = self.config.workers, "rlmd is serving");
-        let router = api::router(self.state.clone(), self.config.max_body_bytes);
+        let router = api::router(
+            self.state.clone(),
+            self.config.max_body_bytes,
+            &self.config.auth.cors_origins,
+        );
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
@@ -164,4 +178,25 @@ impl Application {
         tracing::info!("rlmd stopped");
         served
     }
+}
+
+/// Secure by default: without a key, only loopback may be served, unless the operator
+/// turned authentication off, which is logged.
+async fn check_exposure(config: &Config, store: &Store) -> Result<(), StartupError> {
+    let keys_exist = store.any_key_exists().await?;
+    if config.auth.mode == AuthMode::Off {
+        tracing::warn!(
+            bind = %config.bind,
+            keys_ignored = keys_exist,
+            "RLM_AUTH=off: the API accepts every request without a key"
+        );
+        return Ok(());
+    }
+    if !keys_exist && !config.bind.ip().is_loopback() {
+        return Err(StartupError::NoKeys(config.bind));
+    }
+    if !keys_exist {
+        tracing::info!("no API key exists yet: the API is open (on loopback only)");
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::submit::SubmitRun;
@@ -36,6 +37,7 @@ struct Target {
 /// `context`, `limits`, …) shared by every target.
 async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(mut body): ApiJson<serde_json::Map<String, Value>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let targets = body
@@ -71,19 +73,29 @@ async fn create(
         runs.push(new_run);
     }
     let id = RunId::new();
-    let mut created = Vec::with_capacity(runs.len());
-    for mut new_run in runs {
+    for new_run in &mut runs {
         new_run
             .spec
             .metadata
             .insert("comparison_id".into(), json!(id));
-        let (run, event) = state.store.insert_run(&new_run).await?;
+        new_run.owner = caller.owner();
+    }
+    // All targets are queued, or none (a full queue refuses them together).
+    let mut created = Vec::with_capacity(runs.len());
+    for (run, event) in state
+        .store
+        .insert_runs(&runs, caller.max_queued_runs())
+        .await?
+    {
         state.bus.publish(event);
         created.push(run);
     }
     state.wake.notify_waiters();
     let ids: Vec<RunId> = created.iter().map(|r| r.id).collect();
-    state.store.insert_comparison(id, &ids).await?;
+    state
+        .store
+        .insert_comparison(id, &ids, caller.owner())
+        .await?;
     let targets: Vec<Value> = created
         .iter()
         .map(|r| json!({"provider": r.spec.provider, "model": r.spec.model, "run_id": r.id}))
@@ -98,15 +110,18 @@ async fn create(
 
 async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let not_found = || ApiError::NotFound(format!("no comparison with id {raw:?}"));
     let id: RunId = raw.parse().map_err(|_| not_found())?;
     let run_ids = state
         .store
-        .comparison_runs(id)
+        .get_comparison(id)
         .await?
-        .ok_or_else(not_found)?;
+        .filter(|comparison| caller.can_see(comparison.owner))
+        .ok_or_else(not_found)?
+        .run_ids;
     let mut results = Vec::with_capacity(run_ids.len());
     let mut finished = 0;
     for run_id in run_ids {

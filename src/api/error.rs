@@ -1,7 +1,7 @@
 //! The one error type of the HTTP layer: `{"error": {"code": ..., "message": ...}}` with a
 //! fitting status. Internal errors are logged with their cause and answered opaquely.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -16,7 +16,15 @@ pub enum ApiError {
     PayloadTooLarge(String),
     Unavailable(String),
     Internal(String),
+    // No, a wrong or a revoked API key (answered with `WWW-Authenticate: Bearer`).
+    Unauthorized(String),
+    // A per-key limit is reached (answered with `Retry-After`).
+    RateLimited(String),
 }
+
+/// The `Retry-After` of a full queue: queued runs leave the queue as runs finish, which no
+/// one can predict, so this only paces the client's retries.
+const RETRY_AFTER_S: u64 = 5;
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -48,12 +56,24 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        Self::Internal(error.to_string())
+        match error {
+            StoreError::QueueFull { limit } => Self::RateLimited(format!(
+                "this API key already has {limit} runs queued; retry when some have started"
+            )),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let extra_header = match &self {
+            Self::Unauthorized(_) => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            Self::RateLimited(_) => Some((header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S))),
+            _ => None,
+        };
         let (status, code, message) = match self {
             Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
             Self::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message),
@@ -62,6 +82,8 @@ impl IntoResponse for ApiError {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
             }
             Self::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            Self::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", message),
+            Self::RateLimited(message) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
             Self::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error answering a request");
                 (
@@ -71,10 +93,14 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (
+        let mut response = (
             status,
             Json(json!({"error": {"code": code, "message": message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some((name, value)) = extra_header {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }

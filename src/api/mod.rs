@@ -1,5 +1,6 @@
 //! The HTTP API (axum). Each module owns its routes; this file merges them.
 
+mod auth;
 mod comparisons;
 mod error;
 mod health;
@@ -14,11 +15,13 @@ mod views;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::Router;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
+pub use auth::{Auth, Caller};
 pub use error::ApiError;
 
 use std::time::Duration;
@@ -45,18 +48,26 @@ pub struct AppState {
     pub session_idle_timeout: Duration,
     /// What the start-up probe found the REPL sandbox enforces (or why it failed).
     pub sandbox: Arc<Result<serde_json::Value, String>>,
+    pub auth: Arc<Auth>,
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -> Router {
+    // The event stream checks that the run exists, not whose it is: a guard does.
+    let events = sse::router().route_layer(from_fn_with_state(state.clone(), auth::own_run));
+    let router = Router::new()
         .merge(runs::router())
-        .merge(sse::router())
+        .merge(events)
         .merge(sessions::router())
         .merge(providers::router())
         .merge(comparisons::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // Outside authentication, so a browser's preflight (which carries no key) is answered.
+    let router = match auth::cors(cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(TraceLayer::new_for_http()).with_state(state)
 }

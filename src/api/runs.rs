@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{ApiJson, ApiQuery};
 use super::submit::SubmitRun;
@@ -38,12 +39,28 @@ pub fn parse_run_id(raw: &str) -> Result<RunId, ApiError> {
     raw.parse().map_err(|_| ApiError::run_not_found(raw))
 }
 
+/// The run `raw` names, if the caller may see it: another key's run does not exist.
+pub async fn load_run(state: &AppState, caller: &Caller, raw: &str) -> Result<RunRecord, ApiError> {
+    let run_id = parse_run_id(raw)?;
+    state
+        .store
+        .get_run(run_id)
+        .await?
+        .filter(|run| caller.can_see(run.owner))
+        .ok_or_else(|| ApiError::run_not_found(raw))
+}
+
 async fn submit(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<SubmitRun>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let new_run = body.into_new_run(&state.defaults, &state.providers)?;
-    let (run, event) = state.store.insert_run(&new_run).await?;
+    let mut new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    new_run.owner = caller.owner();
+    let (run, event) = state
+        .store
+        .insert_run(&new_run, caller.max_queued_runs())
+        .await?;
     state.bus.publish(event);
     state.wake.notify_waiters();
     // The same shape as GET, built from what was stored (a worker may already have it).
@@ -58,14 +75,10 @@ async fn submit(
 
 async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let run_id = parse_run_id(&id)?;
-    let run = state
-        .store
-        .get_run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::run_not_found(&id))?;
+    let run = load_run(&state, &caller, &id).await?;
     Ok(Json(run_detail(&state.store, &run).await?))
 }
 
@@ -98,6 +111,7 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = match query.status.as_deref() {
@@ -135,6 +149,7 @@ async fn list(
             before,
             limit,
             offset,
+            owner: caller.list_scope(),
         })
         .await?;
     let next_cursor = (runs.len() == limit as usize)
@@ -146,14 +161,11 @@ async fn list(
 
 async fn trajectory(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let run_id = parse_run_id(&id)?;
-    let run = state
-        .store
-        .get_run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::run_not_found(&id))?;
+    let run = load_run(&state, &caller, &id).await?;
+    let run_id = run.id;
     let descendants = state.store.descendants(run_id).await?;
     // Deepest first, so each run's children are built before it.
     let mut children_of: HashMap<RunId, Vec<Value>> = HashMap::new();
@@ -177,14 +189,11 @@ async fn trajectory(
 /// killed, its model calls dropped), which this waits a moment for.
 async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let run_id = parse_run_id(&id)?;
-    let run = state
-        .store
-        .get_run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::run_not_found(&id))?;
+    let run = load_run(&state, &caller, &id).await?;
+    let run_id = run.id;
     if run.parent_id.is_some() {
         // A child lives inside its root's job; its parent's code is waiting on it.
         return Err(ApiError::Conflict {

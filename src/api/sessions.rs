@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::submit::SubmitRun;
@@ -36,17 +37,20 @@ fn parse_session_id(raw: &str) -> Result<RunId, ApiError> {
         .map_err(|_| ApiError::NotFound(format!("no session with id {raw:?}")))
 }
 
-async fn load(state: &AppState, raw: &str) -> Result<SessionRecord, ApiError> {
+/// The session `raw` names, if the caller may see it: another key's does not exist.
+async fn load(state: &AppState, caller: &Caller, raw: &str) -> Result<SessionRecord, ApiError> {
     let id = parse_session_id(raw)?;
     state
         .store
         .get_session(id)
         .await?
+        .filter(|session| caller.can_see(session.owner))
         .ok_or_else(|| ApiError::NotFound(format!("no session with id {raw:?}")))
 }
 
 async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     // The body is optional: an empty POST opens a session with the defaults.
@@ -66,7 +70,7 @@ async fn create(
     let metadata = Value::Object(settings.metadata.unwrap_or_default());
     let session = state
         .store
-        .create_session((idle * 1000.0) as i64, &metadata)
+        .create_session((idle * 1000.0) as i64, &metadata, caller.owner())
         .await?;
     let location = format!("/v1/sessions/{}", session.id);
     Ok((
@@ -78,9 +82,10 @@ async fn create(
 
 async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = load(&state, &id).await?;
+    let session = load(&state, &caller, &id).await?;
     let runs = state.store.session_runs(session.id).await?;
     Ok(Json(view(&session, &runs)))
 }
@@ -89,16 +94,23 @@ async fn show(
 /// runs in the session's REPL once the turns before it have ended.
 async fn submit_turn(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SubmitRun>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let session = load(&state, &id).await?;
+    let session = load(&state, &caller, &id).await?;
     if session.status != SessionStatus::Open {
         return Err(closed(&session));
     }
     let mut new_run = body.into_new_run(&state.defaults, &state.providers)?;
     new_run.session_id = Some(session.id);
-    let (run, event) = match state.store.insert_run(&new_run).await {
+    // A turn is its session's, even when an admin submits it.
+    new_run.owner = session.owner;
+    let (run, event) = match state
+        .store
+        .insert_run(&new_run, caller.max_queued_runs())
+        .await
+    {
         Ok(inserted) => inserted,
         Err(StoreError::SessionNotOpen) => return Err(closed(&session)),
         Err(other) => return Err(other.into()),
@@ -117,9 +129,10 @@ async fn submit_turn(
 /// is freed. Closing a closed session changes nothing.
 async fn close(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let session = load(&state, &id).await?;
+    let session = load(&state, &caller, &id).await?;
     if let Some(cancelled) = state
         .store
         .close_session(session.id, SessionStatus::Closed)
@@ -134,7 +147,7 @@ async fn close(
         }
         state.sessions.discard(session.id).await;
     }
-    let session = load(&state, &id).await?;
+    let session = load(&state, &caller, &id).await?;
     let runs = state.store.session_runs(session.id).await?;
     Ok(Json(view(&session, &runs)))
 }

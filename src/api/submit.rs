@@ -177,6 +177,7 @@ impl SubmitRun {
             },
             context_json,
             session_id: None,
+            owner: None,
         })
     }
 }

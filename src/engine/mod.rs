@@ -245,6 +245,7 @@ impl Engine {
                 prompt,
                 spec,
                 session_id: None,
+                owner: parent.run.owner,
             };
             let store = self.store.clone();
             let (child, started) = write_through(&parent.tree.writes, async move {

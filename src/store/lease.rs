@@ -50,12 +50,14 @@ impl Finish {
 
 impl Store {
     /// Atomically takes the oldest claimable run: a queued one, or a running one whose
-    /// worker's lease ran out (and that has tries left).
+    /// worker's lease ran out (and that has tries left). A run whose API key already has
+    /// its limit of root runs running (the key's own, else `max_running_per_key`) waits.
     pub async fn claim_run(
         &self,
         owner: &str,
         ttl: Duration,
         max_attempts: u32,
+        max_running_per_key: Option<u32>,
     ) -> StoreResult<Option<ClaimedRun>> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
@@ -67,6 +69,10 @@ impl Store {
                            AND q.attempts < ?4 AND q.cancel_requested = 0 \
                            AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.session_id = q.session_id \
                                AND p.turn < q.turn AND p.status IN ('queued', 'running')) \
+                           AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = q.owner_key \
+                               AND COALESCE(k.max_concurrent_runs, ?5) <= \
+                                   (SELECT COUNT(*) FROM runs p WHERE p.owner_key = k.id \
+                                    AND p.status = 'running' AND p.parent_id IS NULL AND p.id <> q.id)) \
                          ORDER BY q.id LIMIT 1) \
              RETURNING id, root_id, attempts",
         )
@@ -74,6 +80,7 @@ impl Store {
         .bind(now + ttl.as_millis() as i64)
         .bind(now)
         .bind(max_attempts as i64)
+        .bind(max_running_per_key.map(i64::from))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = claimed else {

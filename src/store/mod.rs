@@ -6,6 +6,7 @@
 
 mod comparisons;
 mod events;
+mod keys;
 mod lease;
 mod runs;
 mod sessions;
@@ -18,7 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use comparisons::Comparison;
 pub use events::StoredEvent;
+pub use keys::{ApiKey, KeyId, NewKey};
 pub use lease::{ClaimedRun, Finish, LeaseState};
 pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Usage};
 pub use sessions::{SessionRecord, SessionStatus};
@@ -37,6 +40,12 @@ pub enum StoreError {
     Task(String),
     #[error("the session is not open")]
     SessionNotOpen,
+    #[error("an API key named {0:?} already exists")]
+    KeyExists(String),
+    #[error("no API key is named {0:?}")]
+    NoSuchKey(String),
+    #[error("the key already has {limit} runs queued")]
+    QueueFull { limit: u32 },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

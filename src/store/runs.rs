@@ -2,9 +2,10 @@
 
 use serde_json::json;
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::events::{self, StoredEvent};
+use super::keys::KeyId;
 use super::{json_text, now_ms, Store, StoreError, StoreResult};
 use crate::domain::{RunError, RunId, RunSpec, RunStatus};
 
@@ -20,6 +21,8 @@ pub struct NewRun {
     pub context_json: String,
     /// The session this run is the next turn of.
     pub session_id: Option<RunId>,
+    /// The API key it belongs to (a child's is its root's, a turn's its session's).
+    pub owner: Option<KeyId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -80,6 +83,7 @@ pub struct RunRecord {
     pub session_id: Option<RunId>,
     /// 0-based turn within its session.
     pub turn: Option<u32>,
+    pub owner: Option<KeyId>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -90,6 +94,8 @@ pub struct ListFilter {
     pub limit: u32,
     /// Runs to skip first (for clients that page by offset rather than by cursor).
     pub offset: u32,
+    /// Only the runs of this key; `None`: everyone's.
+    pub owner: Option<KeyId>,
 }
 
 pub enum CancelOutcome {
@@ -106,7 +112,7 @@ pub enum CancelOutcome {
 pub(super) const RUN_COLUMNS: &str =
     "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
     r.answer, r.finish_reason, r.error_code, r.error_message, r.attempts, r.cancel_requested, \
-    r.created_at, r.started_at, r.finished_at, r.session_id, r.turn, \
+    r.created_at, r.started_at, r.finished_at, r.session_id, r.turn, r.owner_key, \
     (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
     (SELECT json_array(TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), \
          TOTAL(reasoning_tokens), COUNT(*), TOTAL(cost_usd)) \
@@ -115,79 +121,52 @@ pub(super) const RUN_COLUMNS: &str =
 impl Store {
     /// Stores a run as `queued`, with its context and its first event, in one transaction.
     /// Returns the run as stored (a worker may claim it the moment this commits).
-    pub async fn insert_run(&self, run: &NewRun) -> StoreResult<(RunRecord, StoredEvent)> {
-        self.insert(run, RunStatus::Queued).await
+    /// `max_queued` caps the runs its owner may have waiting ([`StoreError::QueueFull`]).
+    pub async fn insert_run(
+        &self,
+        run: &NewRun,
+        max_queued: Option<u32>,
+    ) -> StoreResult<(RunRecord, StoredEvent)> {
+        let mut inserted = self
+            .insert_runs(std::slice::from_ref(run), max_queued)
+            .await?;
+        Ok(inserted.remove(0))
+    }
+
+    /// Queues several runs of one owner together: all of them, or none if its queue has no
+    /// room for all (the count and the inserts share one write transaction).
+    pub async fn insert_runs(
+        &self,
+        runs: &[NewRun],
+        max_queued: Option<u32>,
+    ) -> StoreResult<Vec<(RunRecord, StoredEvent)>> {
+        let mut tx = self.write_tx().await?;
+        if let (Some(limit), Some(owner)) = (max_queued, runs.first().and_then(|r| r.owner)) {
+            let queued: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM runs WHERE owner_key = ? AND status = 'queued'",
+            )
+            .bind(owner.0)
+            .fetch_one(&mut *tx)
+            .await?;
+            if queued + runs.len() as i64 > i64::from(limit) {
+                return Err(StoreError::QueueFull { limit });
+            }
+        }
+        let mut inserted = Vec::with_capacity(runs.len());
+        for run in runs {
+            inserted.push(insert(&mut tx, run, RunStatus::Queued).await?);
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     /// Stores a child run as already `running`: it runs inside its root's job, never
     /// through the queue.
     pub async fn insert_child_run(&self, run: &NewRun) -> StoreResult<(RunRecord, StoredEvent)> {
-        self.insert(run, RunStatus::Running).await
-    }
-
-    async fn insert(
-        &self,
-        run: &NewRun,
-        status: RunStatus,
-    ) -> StoreResult<(RunRecord, StoredEvent)> {
-        let created_at = now_ms();
-        let running = status == RunStatus::Running;
         let mut tx = self.write_tx().await?;
-        let turn = match run.session_id {
-            None => None,
-            Some(session) => Some(next_turn(&mut tx, session, created_at).await?),
-        };
-        sqlx::query(
-            "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at, \
-                 started_at, attempts, session_id, turn) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run.id.to_string())
-        .bind(run.root_id.to_string())
-        .bind(run.parent_id.map(|p| p.to_string()))
-        .bind(run.depth as i64)
-        .bind(status.as_str())
-        .bind(&run.prompt)
-        .bind(json_text(&run.spec))
-        .bind(created_at)
-        .bind(running.then_some(created_at))
-        .bind(running as i64)
-        .bind(run.session_id.map(|s| s.to_string()))
-        .bind(turn.map(i64::from))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES (?, ?)")
-            .bind(run.id.to_string())
-            .bind(&run.context_json)
-            .execute(&mut *tx)
-            .await?;
-        let data =
-            json!({"status": status.as_str(), "depth": run.depth, "parent_id": run.parent_id});
-        let kind = if running { "run.started" } else { "run.queued" };
-        let event = events::insert(&mut tx, run.root_id, run.id, kind, &data).await?;
+        let inserted = insert(&mut tx, run, RunStatus::Running).await?;
         tx.commit().await?;
-        let record = RunRecord {
-            id: run.id,
-            root_id: run.root_id,
-            parent_id: run.parent_id,
-            depth: run.depth,
-            status,
-            prompt: run.prompt.clone(),
-            spec: run.spec.clone(),
-            answer: None,
-            finish_reason: None,
-            error: None,
-            attempts: running as u32,
-            cancel_requested: false,
-            created_at,
-            started_at: running.then_some(created_at),
-            finished_at: None,
-            usage: Usage::default(),
-            iterations: 0,
-            session_id: run.session_id,
-            turn,
-        };
-        Ok((record, event))
+        Ok(inserted)
     }
 
     pub async fn get_run(&self, id: RunId) -> StoreResult<Option<RunRecord>> {
@@ -204,6 +183,7 @@ impl Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r \
              WHERE r.parent_id IS NULL AND (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.id < ?2) \
+               AND (?5 IS NULL OR r.owner_key = ?5) \
              ORDER BY r.id DESC LIMIT ?3 OFFSET ?4"
         );
         let rows = sqlx::query(&sql)
@@ -211,6 +191,7 @@ impl Store {
             .bind(filter.before.map(|id| id.to_string()))
             .bind(filter.limit as i64)
             .bind(filter.offset as i64)
+            .bind(filter.owner.map(|k| k.0))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()
@@ -262,6 +243,71 @@ impl Store {
     }
 }
 
+/// Inserts one run, its context and its first event inside the caller's transaction.
+async fn insert(
+    conn: &mut SqliteConnection,
+    run: &NewRun,
+    status: RunStatus,
+) -> StoreResult<(RunRecord, StoredEvent)> {
+    let created_at = now_ms();
+    let running = status == RunStatus::Running;
+    let turn = match run.session_id {
+        None => None,
+        Some(session) => Some(next_turn(&mut *conn, session, created_at).await?),
+    };
+    sqlx::query(
+        "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at, \
+             started_at, attempts, session_id, turn, owner_key) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run.id.to_string())
+    .bind(run.root_id.to_string())
+    .bind(run.parent_id.map(|p| p.to_string()))
+    .bind(run.depth as i64)
+    .bind(status.as_str())
+    .bind(&run.prompt)
+    .bind(json_text(&run.spec))
+    .bind(created_at)
+    .bind(running.then_some(created_at))
+    .bind(running as i64)
+    .bind(run.session_id.map(|s| s.to_string()))
+    .bind(turn.map(i64::from))
+    .bind(run.owner.map(|k| k.0))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES (?, ?)")
+        .bind(run.id.to_string())
+        .bind(&run.context_json)
+        .execute(&mut *conn)
+        .await?;
+    let data = json!({"status": status.as_str(), "depth": run.depth, "parent_id": run.parent_id});
+    let kind = if running { "run.started" } else { "run.queued" };
+    let event = events::insert(&mut *conn, run.root_id, run.id, kind, &data).await?;
+    let record = RunRecord {
+        id: run.id,
+        root_id: run.root_id,
+        parent_id: run.parent_id,
+        depth: run.depth,
+        status,
+        prompt: run.prompt.clone(),
+        spec: run.spec.clone(),
+        answer: None,
+        finish_reason: None,
+        error: None,
+        attempts: running as u32,
+        cancel_requested: false,
+        created_at,
+        started_at: running.then_some(created_at),
+        finished_at: None,
+        usage: Usage::default(),
+        iterations: 0,
+        session_id: run.session_id,
+        turn,
+        owner: run.owner,
+    };
+    Ok((record, event))
+}
+
 pub(super) fn parse_id(text: String) -> StoreResult<RunId> {
     text.parse()
         .map_err(|_| StoreError::Corrupt(format!("bad run id {text:?}")))
@@ -298,6 +344,7 @@ pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
             .map(parse_id)
             .transpose()?,
         turn: row.try_get::<Option<i64>, _>("turn")?.map(|t| t as u32),
+        owner: row.try_get::<Option<i64>, _>("owner_key")?.map(KeyId),
         usage: usage_from_json(&row.try_get::<String, _>("usage")?)?,
     })
 }

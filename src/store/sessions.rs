@@ -5,6 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
 use super::events::{self, StoredEvent};
+use super::keys::KeyId;
 use super::runs::parse_id;
 use super::{now_ms, Store, StoreError, StoreResult};
 use crate::domain::RunId;
@@ -27,28 +28,31 @@ pub struct SessionRecord {
     pub created_at: i64,
     pub last_used_at: i64,
     pub closed_at: Option<i64>,
+    pub owner: Option<KeyId>,
 }
 
 const COLUMNS: &str =
-    "id, status, turns, idle_timeout_ms, metadata, created_at, last_used_at, closed_at";
+    "id, status, turns, idle_timeout_ms, metadata, created_at, last_used_at, closed_at, owner_key";
 
 impl Store {
     pub async fn create_session(
         &self,
         idle_timeout_ms: i64,
         metadata: &Value,
+        owner: Option<KeyId>,
     ) -> StoreResult<SessionRecord> {
         let id = RunId::new();
         let now = now_ms();
         let row = sqlx::query(&format!(
-            "INSERT INTO sessions (id, status, idle_timeout_ms, metadata, created_at, last_used_at) \
-             VALUES (?, 'open', ?, ?, ?, ?) RETURNING {COLUMNS}"
+            "INSERT INTO sessions (id, status, idle_timeout_ms, metadata, created_at, last_used_at, \
+                 owner_key) VALUES (?, 'open', ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(idle_timeout_ms)
         .bind(metadata.to_string())
         .bind(now)
         .bind(now)
+        .bind(owner.map(|k| k.0))
         .fetch_one(&self.pool)
         .await?;
         session_from_row(&row)
@@ -186,5 +190,6 @@ fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
         closed_at: row.try_get("closed_at")?,
+        owner: row.try_get::<Option<i64>, _>("owner_key")?.map(KeyId),
     })
 }

@@ -22,6 +22,8 @@ pub struct WorkerSettings {
     pub lease_ttl: Duration,
     pub max_attempts: u32,
     pub poll_interval: Duration,
+    /// Root runs of one API key running at once, unless the key sets its own limit.
+    pub max_running_per_key: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -73,7 +75,12 @@ impl WorkerPool {
             let store = &self.engine.store;
             let settings = &self.settings;
             match store
-                .claim_run(&owner, settings.lease_ttl, settings.max_attempts)
+                .claim_run(
+                    &owner,
+                    settings.lease_ttl,
+                    settings.max_attempts,
+                    settings.max_running_per_key,
+                )
                 .await
             {
                 Ok(Some(claimed)) => {

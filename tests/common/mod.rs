@@ -209,6 +209,71 @@ impl TestApp {
         parse_sse(&body)
     }
 
+    /// Creates an API key in this server's database, as `rlmd keys create` does (the
+    /// server notices it without a restart); returns the key.
+    pub async fn create_key(&self, name: &str, options: rlmd::keys::KeyOptions) -> String {
+        let store = self.open_store().await;
+        let (_, key) = rlmd::keys::create(&store, name, &options).await.unwrap();
+        store.close().await;
+        key
+    }
+
+    pub async fn revoke_key(&self, name: &str) {
+        let store = self.open_store().await;
+        store.revoke_key(name).await.unwrap();
+        store.close().await;
+    }
+
+    async fn open_store(&self) -> rlmd::store::Store {
+        let url = format!("sqlite://{}", self.db_path.display());
+        rlmd::store::Store::connect(&url).await.unwrap()
+    }
+
+    /// Sends `method path` (with a JSON body, if any) as the holder of `key`; the status,
+    /// the headers and the JSON answer.
+    pub async fn send_as(
+        &self,
+        key: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (
+            status,
+            headers,
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// GET `path` as the holder of `key`; the status and the JSON answer.
+    pub async fn get_as(&self, key: &str, path: &str) -> (u16, Value) {
+        let (status, _, body) = self
+            .send_as(Some(key), reqwest::Method::GET, path, None)
+            .await;
+        (status, body)
+    }
+
+    /// POST `body` to `path` as the holder of `key`.
+    pub async fn post_as(
+        &self,
+        key: &str,
+        path: &str,
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send_as(Some(key), reqwest::Method::POST, path, Some(body))
+            .await
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
