@@ -2,6 +2,7 @@
 
 mod comparisons;
 mod error;
+mod guards;
 mod health;
 mod json;
 mod providers;
@@ -56,7 +57,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(comparisons::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        // After every merge: it reaches only the routes already added.
+        .method_not_allowed_fallback(guards::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            guards::refuse_announced,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

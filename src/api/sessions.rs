@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::json::ApiJson;
+use super::json::{ApiBody, ApiJson};
 use super::submit::SubmitRun;
 use super::{views, AppState};
 use crate::domain::RunId;
@@ -47,7 +47,7 @@ async fn load(state: &AppState, raw: &str) -> Result<SessionRecord, ApiError> {
 
 async fn create(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<impl IntoResponse, ApiError> {
     // The body is optional: an empty POST opens a session with the defaults.
     let settings: NewSession = if body.iter().all(u8::is_ascii_whitespace) {
