@@ -5,6 +5,7 @@ mod error;
 mod guards;
 mod health;
 mod json;
+mod preflight;
 mod providers;
 mod runs;
 mod sessions;

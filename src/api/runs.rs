@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::json::{ApiJson, ApiQuery};
 use super::submit::SubmitRun;
-use super::{views, AppState};
+use super::{preflight, views, AppState};
 use crate::domain::{RunId, RunStatus};
 use std::collections::HashMap;
 
@@ -43,6 +43,7 @@ async fn submit(
     ApiJson(body): ApiJson<SubmitRun>,
 ) -> Result<impl IntoResponse, ApiError> {
     let new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    let new_run = preflight::check(new_run).await?;
     let (run, event) = state.store.insert_run(&new_run).await?;
     state.bus.publish(event);
     state.wake.notify_waiters();

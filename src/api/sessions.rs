@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::json::{ApiBody, ApiJson};
 use super::submit::SubmitRun;
-use super::{views, AppState};
+use super::{preflight, views, AppState};
 use crate::domain::RunId;
 use crate::store::{SessionRecord, SessionStatus, StoreError};
 use crate::worker::StopReason;
@@ -96,7 +96,8 @@ async fn submit_turn(
     if session.status != SessionStatus::Open {
         return Err(closed(&session));
     }
-    let mut new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    let new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    let mut new_run = preflight::check(new_run).await?;
     new_run.session_id = Some(session.id);
     let (run, event) = match state.store.insert_run(&new_run).await {
         Ok(inserted) => inserted,
