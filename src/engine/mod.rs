@@ -253,13 +253,17 @@ impl Engine {
             }
             let (status, text) = match finish {
                 Finish::Succeeded { answer, .. } => ("succeeded", answer),
-                Finish::Failed { error, .. } => (
-                    "failed",
-                    format!(
-                        "Error: the child run {} failed ({}): {}",
-                        child.id, error.code, error.message
-                    ),
-                ),
+                Finish::Failed { error, .. } => {
+                    tracing::warn!(run_id = %child.id, code = %error.code,
+                        message = %error.message, "child run failed");
+                    (
+                        "failed",
+                        format!(
+                            "Error: the child run {} failed ({}): {}",
+                            child.id, error.code, error.message
+                        ),
+                    )
+                }
                 Finish::Cancelled => (
                     "cancelled",
                     format!("Error: the child run {} was cancelled", child.id),
