@@ -1,0 +1,185 @@
+//! Restarts lose nothing: runs handed back on SIGTERM resume cleanly on the next start (the
+//! real binary, on the same database).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The real `rlmd serve`, its address, and its log so far.
+struct Server {
+    process: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(dir: &std::path::Path, model: &FakeModel) -> Server {
+        let mut process = Command::new(env!("CARGO_BIN_EXE_rlmd"))
+            .arg("serve")
+            .env("RLM_BIND", "127.0.0.1:0")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.join("rlmd.db").display()),
+            )
+            .env("RLM_SCRATCH_DIR", dir.join("scratch"))
+            .env("OPENAI_API_KEY", TEST_API_KEY)
+            .env("OPENAI_BASE_URL", &model.base_url)
+            .env("RLM_PROVIDER_MAX_RETRIES", "0")
+            .env("RLM_WORKERS", "4")
+            .env("RLM_POLL_INTERVAL_S", "0.2")
+            .env("RLM_SHUTDOWN_GRACE_S", "1")
+            .current_dir(dir)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(process.stderr.take().unwrap());
+        let log = Arc::new(Mutex::new(String::new()));
+        let address = loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "the server exited: {}",
+                log.lock().unwrap()
+            );
+            log.lock().unwrap().push_str(&line);
+            if let Some(at) = line.find("address=") {
+                break line[at + "address=".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string();
+            }
+        };
+        // Keep reading, so the server never blocks on a full pipe.
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Server {
+            process,
+            base: format!("http://{address}"),
+            log,
+        }
+    }
+
+    /// SIGTERM, then waits for the process to exit by itself.
+    fn terminate(mut self) -> String {
+        // SAFETY: kill with the pid of a child this test started and has not reaped.
+        unsafe { libc::kill(self.process.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                assert!(status.success(), "rlmd exited with {status}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "rlmd did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log.lock().unwrap().clone()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// The run's number, from the question in its first message ("Run 3.").
+fn run_number(request: &common::fake_model::SeenRequest) -> String {
+    let messages = request.messages();
+    let first = messages[1]["content"].as_str().unwrap_or_default();
+    let at = first.find("Run ").expect("a numbered run");
+    first[at + 4..].split('.').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn runs_handed_back_on_sigterm_all_succeed_after_a_restart() {
+    // Turn 1 runs a block (so each run has records); turn 2 answers, slowly before the
+    // restart (the runs are caught mid-way) and at once after it.
+    let slow = Arc::new(AtomicBool::new(true));
+    let slow_now = slow.clone();
+    let model = FakeModel::with_script(Duration::ZERO, move |request, _| {
+        let n = run_number(request);
+        if request.turn() == 1 {
+            return code(&format!("part = 'answer {n}'\nprint(part)"));
+        }
+        let reply = "```repl\nanswer['content'] = part\nanswer['ready'] = True\n```".to_string();
+        if slow_now.load(Ordering::SeqCst) {
+            Reply::Slow(Duration::from_secs(30), reply)
+        } else {
+            text(reply)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &model);
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 1..=4 {
+        let run: Value = client
+            .post(format!("{}/v1/runs", server.base))
+            .json(&task(&format!("Run {n}."), json!("")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(run["id"].as_str().unwrap().to_string());
+    }
+    // Every run has run its block and waits on its second model call.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while model.requests().iter().filter(|r| r.turn() == 2).count() < ids.len() {
+        assert!(Instant::now() < deadline, "the runs never got mid-way");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let log = server.terminate();
+    assert!(log.contains("handing running jobs back"), "{log}");
+
+    slow.store(false, Ordering::SeqCst);
+    let server = Server::start(dir.path(), &model);
+    for (n, id) in ids.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let run = loop {
+            let run = server.get(&format!("/v1/runs/{id}")).await;
+            if matches!(
+                run["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
+                break run;
+            }
+            assert!(Instant::now() < deadline, "run did not finish: {run}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["answer"], format!("answer {}", n + 1));
+        assert_eq!(run["attempts"], 1, "a shutdown does not use up a try");
+        // The trajectory is the successful try's alone: two turns, one block each.
+        let trajectory = server.get(&format!("/v1/runs/{id}/trajectory")).await;
+        let iterations = trajectory["iterations"].as_array().unwrap();
+        assert_eq!(iterations.len(), 2, "{trajectory}");
+        assert_eq!(iterations[0]["code_blocks"].as_array().unwrap().len(), 1);
+    }
+}
