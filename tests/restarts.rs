@@ -1,5 +1,6 @@
 //! Restarts lose nothing: runs handed back on SIGTERM resume cleanly on the next start (the
-//! real binary, on the same database).
+//! real binary, on the same database), and scratch directories left by runs that are no
+//! longer running are removed at start-up.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use sqlx::sqlite::SqlitePoolOptions;
 
 /// The real `rlmd serve`, its address, and its log so far.
 struct Server {
@@ -182,4 +184,81 @@ async fn runs_handed_back_on_sigterm_all_succeed_after_a_restart() {
         assert_eq!(iterations.len(), 2, "{trajectory}");
         assert_eq!(iterations[0]["code_blocks"].as_array().unwrap().len(), 1);
     }
+}
+
+async fn sql(app: &TestApp, statement: &str, id: &str) {
+    let pool = SqlitePoolOptions::new()
+        .connect(&format!("sqlite://{}", app.db_path.display()))
+        .await
+        .unwrap();
+    let updated = sqlx::query(statement)
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(updated, 1, "{statement}");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn start_up_removes_the_scratch_of_runs_that_are_no_longer_running() {
+    let model = FakeModel::start(vec![text("unused")], |_| text("unused")).await;
+    let app = spawn_app_with(&model, &[("RLM_WORKERS", "0")]).await;
+    let ended = app.submit_ok(&task("Ended.", json!(""))).await;
+    sql(
+        &app,
+        "UPDATE runs SET status = 'failed' WHERE id = ?",
+        &ended,
+    )
+    .await;
+    let handed_back = app.submit_ok(&task("Queued again.", json!(""))).await;
+    let elsewhere = app
+        .submit_ok(&task("Held by another node.", json!("")))
+        .await;
+    sql(
+        &app,
+        "UPDATE runs SET status = 'running', lease_owner = 'other-node', \
+         lease_expires_at = 99999999999999, attempts = 1 WHERE id = ?",
+        &elsewhere,
+    )
+    .await;
+    let (_, open) = app.submit_to("/v1/sessions", &json!({})).await;
+    let open = open["id"].as_str().unwrap().to_string();
+    let (_, closed) = app.submit_to("/v1/sessions", &json!({})).await;
+    let closed = closed["id"].as_str().unwrap().to_string();
+    app.client
+        .delete(app.url(&format!("/v1/sessions/{closed}")))
+        .send()
+        .await
+        .unwrap();
+    let unknown = uuid_like();
+    let names = [
+        ended.clone(),
+        handed_back.clone(),
+        elsewhere.clone(),
+        unknown.clone(),
+        format!("session-{open}"),
+        format!("session-{closed}"),
+        "operator-notes".to_string(),
+    ];
+    for name in &names {
+        let work = app.scratch.join(name).join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(work.join("left.txt"), "from an earlier process").unwrap();
+    }
+
+    let app = app.restart(&model, &[("RLM_WORKERS", "0")]).await;
+
+    let left: Vec<bool> = names.iter().map(|n| app.scratch.join(n).exists()).collect();
+    assert_eq!(
+        left,
+        [false, false, true, false, true, false, true],
+        "ended, handed back, held elsewhere, unknown, open session, closed session, other"
+    );
+}
+
+/// A run id no database here has seen.
+fn uuid_like() -> String {
+    "01890000-0000-7000-8000-000000000000".to_string()
 }

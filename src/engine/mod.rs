@@ -9,11 +9,11 @@ mod parse;
 mod prompt;
 mod recorder;
 mod repl_slot;
+mod scratch;
 mod sessions;
 mod tree;
 mod turn;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -28,6 +28,7 @@ use crate::repl::ToolSource;
 use crate::store::{ClaimedRun, Finish, NewRun, RunRecord, Store, StoreError};
 pub use recorder::Recorder;
 use repl_slot::ReplSlot;
+pub use scratch::sweep as sweep_scratch;
 pub use sessions::SessionRepls;
 use tree::Tree;
 use turn::RunState;
@@ -184,11 +185,7 @@ impl Engine {
                 source: t.source.clone(),
             })
             .collect();
-        let dir_name = match run.session_id {
-            Some(session) => format!("session-{session}"),
-            None => run.id.to_string(),
-        };
-        let run_dir: PathBuf = self.sandbox.scratch_root.join(dir_name);
+        let run_dir = scratch::run_dir(&self.sandbox.scratch_root, run);
         let mut repl = ReplSlot::new(self.sandbox.clone(), run_dir, context, tools);
         if let (Some(session), Some(turn)) = (run.session_id, run.turn) {
             for (earlier, json) in self.store.session_contexts(session, turn).await? {

@@ -7,6 +7,7 @@
 mod comparisons;
 mod events;
 mod lease;
+mod live;
 mod runs;
 mod sessions;
 mod trajectory;
