@@ -44,6 +44,10 @@ pub async fn check(new_run: NewRun) -> Result<NewRun, ApiError> {
 
 /// Compiles (never runs) each tool as the REPL will: `compile(source, "<tool NAME>", "exec")`.
 fn compile_tools(tools: &[Tool], field: &str) -> Result<(), ApiError> {
+    if tools.is_empty() {
+        // Most runs have none: Python is not even started in the server for them.
+        return Ok(());
+    }
     let invalid = |message: String| ApiError::bad_request("invalid_tool", message);
     let total: usize = tools.iter().map(|t| t.source.len()).sum();
     if total > MAX_TOOLS_SOURCE_BYTES {
