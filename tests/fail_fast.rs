@@ -268,3 +268,47 @@ async fn a_context_at_the_depth_bound_loads_in_the_repl() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["answer"], "500 levels, then 1");
 }
+
+#[tokio::test]
+async fn a_failed_run_is_logged_with_its_id_code_and_message() {
+    let model = FakeModel::start(
+        vec![Reply::Error {
+            status: 400,
+            message: "this model does not exist".into(),
+        }],
+        |_| text("unused"),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::binary::Server::start(dir.path(), &model, &[]);
+    let client = reqwest::Client::new();
+    let run: Value = client
+        .post(format!("{}/v1/runs", server.base))
+        .json(&task("Fail.", json!("")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let log = server.log();
+        if let Some(line) = log.lines().find(|l| l.contains("run failed")) {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failure logged: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(id), "{line}");
+    assert!(line.contains("code=provider_error"), "{line}");
+    assert!(line.contains("this model does not exist"), "{line}");
+    assert!(!line.contains(TEST_API_KEY), "{line}");
+}

@@ -4,108 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::binary::Server;
 
 use common::*;
 use serde_json::{json, Value};
 use sqlx::sqlite::SqlitePoolOptions;
-
-/// The real `rlmd serve`, its address, and its log so far.
-struct Server {
-    process: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(dir: &std::path::Path, model: &FakeModel) -> Server {
-        let mut process = Command::new(env!("CARGO_BIN_EXE_rlmd"))
-            .arg("serve")
-            .env("RLM_BIND", "127.0.0.1:0")
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.join("rlmd.db").display()),
-            )
-            .env("RLM_SCRATCH_DIR", dir.join("scratch"))
-            .env("OPENAI_API_KEY", TEST_API_KEY)
-            .env("OPENAI_BASE_URL", &model.base_url)
-            .env("RLM_PROVIDER_MAX_RETRIES", "0")
-            .env("RLM_WORKERS", "4")
-            .env("RLM_POLL_INTERVAL_S", "0.2")
-            .env("RLM_SHUTDOWN_GRACE_S", "1")
-            .current_dir(dir)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(process.stderr.take().unwrap());
-        let log = Arc::new(Mutex::new(String::new()));
-        let address = loop {
-            let mut line = String::new();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "the server exited: {}",
-                log.lock().unwrap()
-            );
-            log.lock().unwrap().push_str(&line);
-            if let Some(at) = line.find("address=") {
-                break line[at + "address=".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_string();
-            }
-        };
-        // Keep reading, so the server never blocks on a full pipe.
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        Server {
-            process,
-            base: format!("http://{address}"),
-            log,
-        }
-    }
-
-    /// SIGTERM, then waits for the process to exit by itself.
-    fn terminate(mut self) -> String {
-        // SAFETY: kill with the pid of a child this test started and has not reaped.
-        unsafe { libc::kill(self.process.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.process.try_wait().unwrap() {
-                assert!(status.success(), "rlmd exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "rlmd did not stop after SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.log.lock().unwrap().clone()
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        reqwest::get(format!("{}{path}", self.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
 
 /// The run's number, from the question in its first message ("Run 3.").
 fn run_number(request: &common::fake_model::SeenRequest) -> String {
@@ -135,7 +42,7 @@ async fn runs_handed_back_on_sigterm_all_succeed_after_a_restart() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &model);
+    let server = Server::start(dir.path(), &model, &[("RLM_SHUTDOWN_GRACE_S", "1")]);
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for n in 1..=4 {
@@ -161,7 +68,7 @@ async fn runs_handed_back_on_sigterm_all_succeed_after_a_restart() {
     assert!(log.contains("handing running jobs back"), "{log}");
 
     slow.store(false, Ordering::SeqCst);
-    let server = Server::start(dir.path(), &model);
+    let server = Server::start(dir.path(), &model, &[("RLM_SHUTDOWN_GRACE_S", "1")]);
     for (n, id) in ids.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(60);
         let run = loop {
