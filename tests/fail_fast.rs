@@ -257,8 +257,8 @@ async fn a_context_at_the_depth_bound_loads_in_the_repl() {
     let app = spawn_app(&model).await;
     let deep = format!(
         "{{\"prompt\": \"Dig.\", \"context\": {}1{}}}",
-        "[".repeat(500),
-        "]".repeat(500)
+        "[".repeat(400),
+        "]".repeat(400)
     );
 
     let (status, run) = app.post_raw("/v1/runs", &deep, "application/json").await;
@@ -266,7 +266,7 @@ async fn a_context_at_the_depth_bound_loads_in_the_repl() {
     let run = app.wait_for_end(run["id"].as_str().unwrap()).await;
 
     assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(run["answer"], "500 levels, then 1");
+    assert_eq!(run["answer"], "400 levels, then 1");
 }
 
 #[tokio::test]

@@ -10,12 +10,13 @@ use super::error::ApiError;
 use crate::domain::Tool;
 use crate::store::NewRun;
 
-/// Deepest nesting of lists and objects accepted in a context. In the REPL (Python 3.11,
-/// recursion limit 1000) `json.loads` spends one level of the limit per nested container
-/// and fails at about 990 levels (measured: 990 loads, 995 raises RecursionError). 500
-/// leaves room for the frames around the load and for code that walks the context
-/// recursively (`copy.deepcopy` spends two frames a level).
-pub const MAX_CONTEXT_DEPTH: usize = 500;
+/// Deepest nesting of lists and objects accepted in a context. The REPL (Python 3.11,
+/// recursion limit 1000) rebuilds it with `json.loads`, whose C decoder spends one level of
+/// the limit per nested container: it fails at about 990 levels (measured: 990 loads, 995
+/// raises RecursionError). Code that walks the context recursively fails sooner:
+/// `copy.deepcopy`, two frames a level, at about 495 (490 copies, 500 raises). 400 leaves
+/// room for either and the frames around it.
+pub const MAX_CONTEXT_DEPTH: usize = 400;
 
 /// Python 3.11 refuses to read an int of more than 4300 decimal digits
 /// (`sys.int_info.default_max_str_digits`), so `json.loads` fails on one; floats of any
