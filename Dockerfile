@@ -104,9 +104,11 @@ USER rlmd
 EXPOSE 8080
 
 # curl is not installed; python3 is. The port follows RLM_BIND; urlopen raises (exit 1)
-# on a refused connection, a timeout or a non-2xx answer (503 when the database is down).
+# on a refused connection, a timeout or a non-2xx answer: /readyz answers 503 when the
+# database is down or REPL children cannot start (a container that cannot run code is
+# not healthy).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; port = os.environ.get('RLM_BIND', ':8080').rsplit(':', 1)[-1]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
+    CMD ["python3", "-c", "import os, urllib.request; port = os.environ.get('RLM_BIND', ':8080').rsplit(':', 1)[-1]; urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4)"]
 
 ENTRYPOINT ["tini", "--", "rlmd"]
 CMD ["serve"]

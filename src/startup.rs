@@ -64,6 +64,11 @@ impl Application {
             path: scratch.display().to_string(),
             source,
         })?;
+        match crate::engine::sweep_scratch(&store, scratch).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed stale scratch directories"),
+            Err(error) => tracing::warn!(%error, "could not sweep the scratch directory"),
+        }
         let listener =
             TcpListener::bind(config.bind)
                 .await

@@ -166,3 +166,22 @@ async fn the_tree_timeout_lands_while_a_child_is_running() {
     assert_eq!(kid["status"], "failed");
     assert_eq!(kid["error"]["code"], "timeout");
 }
+
+#[tokio::test]
+async fn a_run_stopped_before_any_draft_has_no_answer() {
+    // The model only prints; its replies are prose and code, never an answer.
+    let (model, run) = run_with_limits(
+        |_, _| code("print('still looking')"),
+        json!({"prompt": "Look.", "max_iterations": 10, "limits": {"max_llm_calls": 2}}),
+    )
+    .await;
+
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"]["code"], "llm_calls");
+    assert_eq!(
+        run["answer"],
+        Value::Null,
+        "a reply is not a partial answer"
+    );
+    assert_eq!(model.requests().len(), 2);
+}

@@ -77,7 +77,8 @@ async fn a_tool_that_does_not_load_fails_the_run_clearly() {
     let app = spawn_app(&model).await;
     let broken = json!([
         {"name": "good", "description": "fine", "source": "def good():\n    return 1"},
-        {"name": "bad", "description": "raises", "source": "def bad(:\n    pass"},
+        // Compiles (so submit takes it) but raises as it loads.
+        {"name": "bad", "description": "raises", "source": "def bad():\n    pass\nraise ValueError('broken on load')"},
         {"name": "absent", "description": "defines nothing", "source": "x = 1"}
     ]);
 
@@ -89,7 +90,10 @@ async fn a_tool_that_does_not_load_fails_the_run_clearly() {
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error"]["code"], "tool_error");
     let message = run["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("tool bad: SyntaxError"), "{message}");
+    assert!(
+        message.starts_with("tool bad: ValueError: broken on load"),
+        "{message}"
+    );
     assert!(
         message.ends_with("tool absent: its source does not define absent"),
         "{message}"

@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::submit::SubmitRun;
-use super::AppState;
+use super::{preflight, AppState};
 use crate::domain::{RunId, RunStatus};
 
 const MAX_TARGETS: usize = 16;
@@ -67,9 +67,13 @@ async fn create(
         }
         let submit: SubmitRun = serde_json::from_value(Value::Object(run_body))
             .map_err(|e| ApiError::invalid(e.to_string()))?;
-        let new_run = submit
+        let mut new_run = submit
             .into_new_run(&state.defaults, &state.providers)
             .map_err(|e| e.in_target(index))?;
+        if index == 0 {
+            // Targets differ only in provider and model: tools and context are checked once.
+            new_run = preflight::check(new_run).await?;
+        }
         runs.push(new_run);
     }
     let id = RunId::new();

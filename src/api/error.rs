@@ -14,6 +14,7 @@ pub enum ApiError {
     NotFound(String),
     Conflict { code: &'static str, message: String },
     PayloadTooLarge(String),
+    MethodNotAllowed(String),
     Unavailable(String),
     Internal(String),
     // No, a wrong or a revoked API key (answered with `WWW-Authenticate: Bearer`).
@@ -81,6 +82,11 @@ impl IntoResponse for ApiError {
             Self::PayloadTooLarge(message) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
             }
+            Self::MethodNotAllowed(message) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                message,
+            ),
             Self::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
             Self::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", message),
             Self::RateLimited(message) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),

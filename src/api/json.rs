@@ -7,6 +7,7 @@ use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::guards::too_large;
 
 pub struct ApiJson<T>(pub T);
 
@@ -14,18 +15,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(
-                        "the request body is larger than this server accepts (RLM_MAX_BODY_BYTES)"
-                            .into(),
-                    )
-                } else {
-                    ApiError::bad_request("invalid_body", rejection.body_text())
-                }
-            })?;
+        let ApiBody(bytes) = ApiBody::from_request(request, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
                 "invalid_json",
@@ -42,6 +32,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                         format!("the body is not valid JSON: {error}"),
                     ),
                     Category::Data => ApiError::invalid(error.to_string()),
+                }
+            })
+    }
+}
+
+/// The raw body, with a body over the limit answered as our 413.
+pub struct ApiBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(request, state)
+            .await
+            .map(ApiBody)
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    ApiError::bad_request("invalid_body", rejection.body_text())
                 }
             })
     }

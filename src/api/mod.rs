@@ -3,8 +3,10 @@
 mod auth;
 mod comparisons;
 mod error;
+mod guards;
 mod health;
 mod json;
+mod preflight;
 mod providers;
 mod runs;
 mod sessions;
@@ -62,8 +64,11 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
         .merge(comparisons::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        // After every merge: it reaches only the routes already added.
+        .method_not_allowed_fallback(guards::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(from_fn_with_state(max_body_bytes, guards::refuse_announced));
     // Outside authentication, so a browser's preflight (which carries no key) is answered.
     let router = match auth::cors(cors_origins) {
         Some(cors) => router.layer(cors),

@@ -14,7 +14,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{ApiJson, ApiQuery};
 use super::submit::SubmitRun;
-use super::{views, AppState};
+use super::{preflight, views, AppState};
 use crate::domain::{RunId, RunStatus};
 use std::collections::HashMap;
 
@@ -55,7 +55,8 @@ async fn submit(
     caller: Caller,
     ApiJson(body): ApiJson<SubmitRun>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    let new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    let mut new_run = preflight::check(new_run).await?;
     new_run.owner = caller.owner();
     let (run, event) = state
         .store

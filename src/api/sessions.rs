@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::ApiJson;
+use super::json::{ApiBody, ApiJson};
 use super::submit::SubmitRun;
-use super::{views, AppState};
+use super::{preflight, views, AppState};
 use crate::domain::RunId;
 use crate::store::{SessionRecord, SessionStatus, StoreError};
 use crate::worker::StopReason;
@@ -51,7 +51,7 @@ async fn load(state: &AppState, caller: &Caller, raw: &str) -> Result<SessionRec
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: axum::body::Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<impl IntoResponse, ApiError> {
     // The body is optional: an empty POST opens a session with the defaults.
     let settings: NewSession = if body.iter().all(u8::is_ascii_whitespace) {
@@ -102,7 +102,8 @@ async fn submit_turn(
     if session.status != SessionStatus::Open {
         return Err(closed(&session));
     }
-    let mut new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    let new_run = body.into_new_run(&state.defaults, &state.providers)?;
+    let mut new_run = preflight::check(new_run).await?;
     new_run.session_id = Some(session.id);
     // A turn is its session's, even when an admin submits it.
     new_run.owner = session.owner;

@@ -1,6 +1,6 @@
 //! `GET /v1/runs/{id}/events`: Server-Sent Events. Replays the stored events after
 //! `Last-Event-ID` (or `?after=`), then follows live, and closes after the run's terminal
-//! event. The database is the source of truth: whenever the live feed skips a number,
+//! event (at once if the run had ended and the client already has that event). The database is the source of truth: whenever the live feed skips a number,
 //! lags, or is quiet for a second, the stream re-reads from the store, so no event is lost
 //! and none is sent twice.
 
@@ -47,9 +47,9 @@ async fn events(
     let run_id = parse_run_id(&id)?;
     // Subscribe before the first read, so nothing published in between is missed.
     let live = state.bus.subscribe();
-    if state.store.get_run(run_id).await?.is_none() {
+    let Some(run) = state.store.get_run(run_id).await? else {
         return Err(ApiError::run_not_found(&id));
-    }
+    };
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
@@ -66,6 +66,7 @@ async fn events(
         pending: VecDeque::new(),
         reread: true,
         done: false,
+        finished: run.status.is_terminal(),
         shutdown: state.shutdown.clone(),
     };
     let stream = stream::unfold(follower, |mut follower| async move {
@@ -91,6 +92,9 @@ struct Follower {
     /// The store may hold events this stream has not sent yet.
     reread: bool,
     done: bool,
+    /// The run had ended when the stream opened: its terminal event is stored, so a read
+    /// that finds nothing more means the client already has it (it resumed at the end).
+    finished: bool,
     shutdown: CancellationToken,
 }
 
@@ -117,6 +121,9 @@ impl Follower {
                     .await
                 {
                     Ok(batch) => {
+                        if batch.is_empty() && self.finished {
+                            return None;
+                        }
                         self.reread = batch.len() == REPLAY_BATCH as usize;
                         self.pending.extend(batch);
                         continue;

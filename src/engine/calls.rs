@@ -2,10 +2,13 @@
 
 use std::time::Instant;
 
+use futures_util::future::BoxFuture;
+use serde_json::json;
+
 use super::recorder::{CallInfo, Recorder};
 use super::tree::Tree;
 use crate::domain::{RunError, Sampling};
-use crate::providers::{ChatRequest, Completion, Message, ProviderError, ProviderHandle};
+use crate::providers::{ChatRequest, Completion, Message, ProviderError, ProviderHandle, Retrying};
 use crate::store::{LlmCallRecord, Write};
 
 /// Makes one model call for the tree. `Err` means a limit refused it (and stopped the tree);
@@ -23,10 +26,24 @@ pub async fn charged_call(
     tree.admit_call()?;
     let _slot = take_slot(recorder, provider, call).await;
     let started = Instant::now();
+    // Each retry is announced, and stored, as its wait begins: a stream shows why a run
+    // is idle.
+    let announce = |retrying: Retrying| -> BoxFuture<'_, ()> {
+        let mut data = json!(retrying);
+        data["model"] = json!(call.model);
+        data["kind"] = json!(call.kind);
+        recorder.emit("provider.retrying", data);
+        Box::pin(async move {
+            if let Err(error) = recorder.flush().await {
+                tracing::warn!(%error, "could not record a retry");
+            }
+        })
+    };
     let request = ChatRequest {
         model: call.model,
         messages,
         sampling,
+        on_retry: Some(&announce),
     };
     let mut result = provider.client.complete(request).await;
     if let Ok(completion) = &mut result {

@@ -9,11 +9,11 @@ mod parse;
 mod prompt;
 mod recorder;
 mod repl_slot;
+mod scratch;
 mod sessions;
 mod tree;
 mod turn;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -27,6 +27,7 @@ use crate::repl::{Sandbox, ToolSource};
 use crate::store::{ClaimedRun, Finish, NewRun, RunRecord, Store, StoreError};
 pub use recorder::Recorder;
 use repl_slot::ReplSlot;
+pub use scratch::sweep as sweep_scratch;
 pub use sessions::SessionRepls;
 use tree::Tree;
 use turn::RunState;
@@ -203,11 +204,7 @@ impl Engine {
                 source: t.source.clone(),
             })
             .collect();
-        let dir_name = match run.session_id {
-            Some(session) => format!("session-{session}"),
-            None => run.id.to_string(),
-        };
-        let run_dir: PathBuf = self.sandbox.config.scratch_root.join(dir_name);
+        let run_dir = scratch::run_dir(&self.sandbox.config.scratch_root, run);
         let mut repl = ReplSlot::new(
             self.sandbox.clone(),
             tree.repls.clone(),
@@ -279,13 +276,17 @@ impl Engine {
             }
             let (status, text) = match finish {
                 Finish::Succeeded { answer, .. } => ("succeeded", answer),
-                Finish::Failed { error, .. } => (
-                    "failed",
-                    format!(
-                        "Error: the child run {} failed ({}): {}",
-                        child.id, error.code, error.message
-                    ),
-                ),
+                Finish::Failed { error, .. } => {
+                    tracing::warn!(run_id = %child.id, code = %error.code,
+                        message = %error.message, "child run failed");
+                    (
+                        "failed",
+                        format!(
+                            "Error: the child run {} failed ({}): {}",
+                            child.id, error.code, error.message
+                        ),
+                    )
+                }
                 Finish::Cancelled => (
                     "cancelled",
                     format!("Error: the child run {} was cancelled", child.id),

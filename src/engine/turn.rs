@@ -29,7 +29,6 @@ pub struct RunState<'a> {
     /// `answer["content"]` as the code last left it, submitted or not (the REPL reports
     /// each change as it happens).
     draft: Mutex<Option<String>>,
-    last_reply: Option<String>,
     consecutive_errors: u32,
     /// Tokens the provider counted for the last root call, and the characters of the
     /// conversation then (its request and reply): the base of the size estimate.
@@ -75,7 +74,6 @@ impl<'a> RunState<'a> {
             repl,
             messages,
             draft: Mutex::new(None),
-            last_reply: None,
             consecutive_errors: 0,
             last_call: None,
             archived: Vec::new(),
@@ -96,17 +94,13 @@ impl<'a> RunState<'a> {
         json!(messages).to_string().into()
     }
 
-    /// The run's end when a limit stops it: failed, with the best answer it had so far
-    /// (the code's draft answer, else the model's last reply).
+    /// The run's end when a limit stops it: failed, with the code's draft answer if it
+    /// wrote one. The model's reply is never passed off as an answer: it is prose and code,
+    /// and it stays readable in the trajectory.
     pub fn stopped_by(&self, error: RunError) -> Finish {
         Finish::Failed {
             error,
-            partial_answer: self
-                .draft
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .or_else(|| self.last_reply.clone()),
+            partial_answer: self.draft.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 
@@ -134,7 +128,6 @@ impl<'a> RunState<'a> {
             Ok(text) => text,
             Err(failure) => return Ok(Some(self.call_failed(failure))),
         };
-        self.last_reply = Some(reply.clone());
         let model_ms = model_started.elapsed().as_millis() as i64;
         let exec_started = Instant::now();
         let blocks = parse::repl_blocks(&reply);

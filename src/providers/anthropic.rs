@@ -140,7 +140,7 @@ impl ChatModel for AnthropicClient {
                     .json(&body)
             };
             self.http
-                .exchange(build, |s, h, t| self.read(s, h, t))
+                .exchange(request.on_retry, build, |s, h, t| self.read(s, h, t))
                 .await
         })
     }

@@ -174,7 +174,7 @@ impl ChatModel for GeminiClient {
                     .json(&body)
             };
             self.http
-                .exchange(build, |s, h, t| self.read(s, h, t))
+                .exchange(request.on_retry, build, |s, h, t| self.read(s, h, t))
                 .await
         })
     }

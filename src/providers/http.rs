@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 
 use super::retry::{is_retryable_status, should_retry_header, RetryPolicy};
-use super::{redact, Completion, ProviderError};
+use super::{redact, Completion, ProviderError, RetryObserver, Retrying};
 use crate::config::{ProviderSettings, Secret};
 
 /// Whether a failed exchange may be tried again.
@@ -56,6 +56,7 @@ impl Http {
     /// be retried, or the retries run out.
     pub async fn exchange(
         &self,
+        on_retry: Option<RetryObserver<'_>>,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
         read: impl Fn(u16, &HeaderMap, &str) -> Result<Completion, Failure>,
     ) -> Result<Completion, ProviderError> {
@@ -98,8 +99,34 @@ impl Http {
             };
             tracing::warn!(provider = %self.name, retry = retries + 1, wait_ms = wait.as_millis() as u64,
                            error = %failure.error, "retrying model call");
-            tokio::time::sleep(wait).await;
             retries += 1;
+            match on_retry {
+                Some(observe) => {
+                    let notice = self.retrying(&failure.error, retries, wait);
+                    tokio::join!(observe(notice), tokio::time::sleep(wait));
+                }
+                None => tokio::time::sleep(wait).await,
+            }
+        }
+    }
+
+    fn retrying(&self, error: &ProviderError, retries: u32, wait: Duration) -> Retrying {
+        let (status, error_kind) = match error {
+            ProviderError::Status { status, .. } => (Some(*status), "status"),
+            ProviderError::Malformed { status, .. } => (Some(*status), "malformed"),
+            ProviderError::Timeout { .. } => (None, "timeout"),
+            ProviderError::Transport { .. } => (None, "transport"),
+            ProviderError::Empty { .. } => (None, "empty"),
+        };
+        Retrying {
+            provider: self.name.clone(),
+            status,
+            error_kind,
+            // Already scrubbed of keys where it was made.
+            error: error.to_string(),
+            attempt: retries + 1,
+            max_attempts: self.retry.max_retries + 1,
+            wait_ms: wait.as_millis() as u64,
         }
     }
 

@@ -69,11 +69,31 @@ pub fn prompt_chars(messages: &[Message]) -> usize {
     messages.iter().map(|m| m.content.chars().count()).sum()
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ChatRequest<'a> {
     pub model: &'a str,
     pub messages: &'a [Message],
     pub sampling: &'a Sampling,
+    /// Told of each retry as its wait begins (the wait runs alongside).
+    pub on_retry: Option<RetryObserver<'a>>,
+}
+
+pub type RetryObserver<'a> = &'a (dyn Fn(Retrying) -> BoxFuture<'a, ()> + Send + Sync);
+
+/// A failed try of a model call that is about to be made again. Never holds a key.
+#[derive(Debug, Clone, Serialize)]
+pub struct Retrying {
+    pub provider: String,
+    /// The HTTP status of the failed try, when it got one.
+    pub status: Option<u16>,
+    /// What failed the try: `status`, `timeout`, `transport`, `malformed` or `empty`.
+    pub error_kind: &'static str,
+    /// The error of the failed try, as the call's record would show it.
+    pub error: String,
+    /// The try about to be made (2 for the first retry), out of `max_attempts`.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

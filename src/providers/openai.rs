@@ -218,6 +218,7 @@ impl ChatModel for OpenAiClient {
             let body = self.body(&request);
             self.http
                 .exchange(
+                    request.on_retry,
                     |client| self.request(client, &url, &body),
                     |s, h, t| self.read(s, h, t),
                 )

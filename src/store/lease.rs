@@ -89,18 +89,17 @@ impl Store {
         let id = parse_id(row.try_get("id")?)?;
         let root_id = parse_id(row.try_get("root_id")?)?;
         let attempt = row.try_get::<i64, _>("attempts")? as u32;
-        if attempt > 1 {
-            // A retry starts over: the dead attempt's partial trajectory would mislead, and
-            // its children died with it. Its model calls stay, because they were paid for.
-            let abandoned =
-                RunError::new("abandoned", "the tree was restarted after its worker died");
-            close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
-            for table in ["code_blocks", "iterations"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?"))
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        // Every try starts over: an earlier try's partial trajectory would mislead, and its
+        // children died with it. Its model calls stay, because they were paid for. This is
+        // not keyed on `attempt`: a try handed back on shutdown does not count (see
+        // `requeue_run`), yet it may have left records. For a first try it deletes nothing.
+        let abandoned = RunError::new("abandoned", "the tree was restarted after its worker died");
+        close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
+        for table in ["code_blocks", "iterations"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?"))
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         let data = json!({"status": "running", "attempt": attempt});
         let started = events::insert(&mut tx, root_id, id, "run.started", &data).await?;

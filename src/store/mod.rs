@@ -8,6 +8,7 @@ mod comparisons;
 mod events;
 mod keys;
 mod lease;
+mod live;
 mod runs;
 mod sessions;
 mod trajectory;

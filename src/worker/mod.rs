@@ -151,7 +151,11 @@ impl WorkerPool {
                 tracing::warn!("run finished after its lease was lost; result dropped")
             }
             Ok(events) => {
-                tracing::info!(status = finish.status().as_str(), "run finished");
+                match &finish {
+                    Finish::Failed { error, .. } => tracing::warn!(run_id = %run.id,
+                        code = %error.code, message = %error.message, "run failed"),
+                    _ => tracing::info!(status = finish.status().as_str(), "run finished"),
+                }
                 events.into_iter().for_each(|e| self.engine.bus.publish(e));
             }
             Err(error) => tracing::error!(%error, "could not record the end of the run"),
@@ -196,7 +200,21 @@ impl WorkerPool {
                 .reap_abandoned(self.settings.max_attempts)
                 .await
             {
-                Ok(events) => events.into_iter().for_each(|e| self.engine.bus.publish(e)),
+                Ok(events) => {
+                    for event in events {
+                        if event.kind == "run.failed" {
+                            let field = |name: &str| {
+                                event.data["error"][name]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_string()
+                            };
+                            tracing::warn!(run_id = %event.run_id, code = %field("code"),
+                                message = %field("message"), "run failed");
+                        }
+                        self.engine.bus.publish(event);
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "could not reap abandoned runs"),
             }
             self.expire_idle_sessions().await;
