@@ -86,11 +86,12 @@ RUN apt-get update \
         tini \
     && rm -rf /var/lib/apt/lists/*
 
-RUN groupadd --system --gid 10001 rlmd \
-    && useradd --system --uid 10001 --gid rlmd --home-dir /data --no-create-home \
-        --shell /usr/sbin/nologin rlmd \
-    && mkdir -p /data \
-    && chown rlmd:rlmd /data
+# The server runs as the container's root so that it can give each REPL child a user id of
+# its own (RLM_REPL_UID_BASE..): the kernel then keeps REPLs away from the server and from
+# each other, and every process a REPL starts can be found and stopped. The REPLs themselves
+# run unprivileged, under Landlock and seccomp. docker-compose.yml drops every capability the
+# server does not need. The data directory is the server's alone.
+RUN mkdir -p /data && chmod 0700 /data
 
 COPY --from=builder /build/target/release/rlmd /usr/local/bin/rlmd
 
@@ -100,7 +101,6 @@ ENV RLM_BIND=0.0.0.0:8080 \
 
 VOLUME ["/data"]
 WORKDIR /data
-USER rlmd
 EXPOSE 8080
 
 # curl is not installed; python3 is. The port follows RLM_BIND; urlopen raises (exit 1)

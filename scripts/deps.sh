@@ -4,6 +4,7 @@
 # The server embeds CPython 3.11 through pyo3 (libpython3.11-dev to build), and the code
 # models write may import numpy and pandas: the embedded interpreter sees Debian's
 # python3-numpy and python3-pandas (which also bring the python3 that pyo3's build asks).
+# libcap2-bin: setcap, for scripts/serve.sh run by a user other than root.
 
 rlmd_install_deps() {
   if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
@@ -11,7 +12,7 @@ rlmd_install_deps() {
     return 0
   fi
   local missing=() package
-  for package in libpython3.11-dev python3-numpy python3-pandas; do
+  for package in libpython3.11-dev python3-numpy python3-pandas libcap2-bin; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   if ((${#missing[@]})); then

@@ -6,6 +6,9 @@ use crate::config::SandboxConfig;
 
 /// Characters kept of an error message from the REPL (a tool's or a start's).
 const MESSAGE_CHARS: usize = 4_000;
+/// Room for the child's own truncation note past the limit (an honest child's output is
+/// then passed on as it is; anything longer is cut by the server).
+const NOTE_CHARS: usize = 100;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -53,9 +56,9 @@ impl Bounds {
     /// A block's outcome cut to the run's output limit; an answer over the answer limit is
     /// not submitted, and the code is told why.
     pub fn outcome(&self, mut outcome: ExecOutcome, output_chars: usize) -> ExecOutcome {
-        outcome.stdout = cut(outcome.stdout, output_chars);
-        outcome.stderr = cut(outcome.stderr, output_chars);
-        outcome.error = outcome.error.map(|e| cut(e, output_chars));
+        outcome.stdout = cut_output(outcome.stdout, output_chars);
+        outcome.stderr = cut_output(outcome.stderr, output_chars);
+        outcome.error = outcome.error.map(|e| cut_output(e, output_chars));
         outcome.draft = outcome.draft.map(|d| cut(d, self.max_answer_chars));
         if let Some(answer) = &outcome.answer {
             let chars = answer.chars().count();
@@ -83,6 +86,14 @@ pub fn cut(text: String, limit: usize) -> String {
             )
         }
     }
+}
+
+/// Output the child should already have cut at `limit` (with its note): cut here if longer.
+fn cut_output(text: String, limit: usize) -> String {
+    if text.chars().nth(limit + NOTE_CHARS).is_none() {
+        return text;
+    }
+    cut(text, limit)
 }
 
 /// An error message from the REPL, cut to a readable size.

@@ -95,6 +95,8 @@ def SHOW_VARS():
         name: type(value).__name__
         for name, value in _ns.items()
         if not name.startswith("_") and name not in _reserved and name != "answer"
+        # context_0 is only another name for the first context.
+        and not (name == "context_0" and value is _ns.get("context"))
     }
     if not names:
         return "No variables yet besides the built-ins (context, answer, llm_query, ...)."
