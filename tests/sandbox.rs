@@ -325,3 +325,58 @@ async fn model_code_sees_only_system_files_and_its_own_scratch_directory() {
     );
     assert!(!std::path::Path::new("/tmp/rlmd-escape-test").exists());
 }
+
+#[tokio::test]
+async fn ordinary_python_still_works_inside_the_sandbox() {
+    let model = FakeModel::start(
+        vec![code(
+            r#"import asyncio, os, sqlite3, subprocess, tempfile, threading
+from concurrent.futures import ThreadPoolExecutor
+results = []
+with ThreadPoolExecutor(2) as pool:
+    results.append(sum(pool.map(abs, [-1, -2, -3])))
+read, write = os.pipe()
+if os.fork() == 0:
+    os.write(write, b'forked')
+    os._exit(0)
+os.wait()
+results.append(os.read(read, 6).decode())
+results.append(subprocess.run(['echo', 'hi'], capture_output=True, text=True).stdout.strip())
+with tempfile.NamedTemporaryFile('w+') as f:
+    f.write('temp')
+    f.flush()
+    f.seek(0)
+    results.append(f.read())
+db = sqlite3.connect('scratch.db')
+db.execute('create table t (x)')
+db.execute('insert into t values (42)')
+results.append(db.execute('select x from t').fetchone()[0])
+box = []
+worker = threading.Thread(target=lambda: box.append('thread'))
+worker.start()
+worker.join()
+results.extend(box)
+async def main():
+    await asyncio.sleep(0)
+    return 'async'
+results.append(asyncio.run(main()))
+answer['content'] = ' '.join(map(str, results))
+answer['ready'] = True"#,
+        )],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Work normally.", json!(""))).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(
+        run["status"],
+        "succeeded",
+        "{}",
+        app.trajectory(&id).await["iterations"][0]
+    );
+    let first = &app.trajectory(&id).await["iterations"][0]["code_blocks"][0];
+    assert_eq!(run["answer"], "6 forked hi temp 42 thread async", "{first}");
+}

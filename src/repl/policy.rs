@@ -124,6 +124,14 @@ fn users_unavailable(config: &SandboxConfig) -> Option<String> {
     if config.uid_count == 0 || config.uid_base == 0 {
         return Some("RLM_REPL_UID_BASE and RLM_REPL_UIDS must be above 0".into());
     }
+    for (name, dir) in [
+        ("RLM_SCRATCH_DIR", &config.scratch_root),
+        ("RLM_REPL_UID_LOCK_DIR", &config.uid_lock_dir),
+    ] {
+        if let Some(why) = not_ours(dir) {
+            return Some(format!("{name} ({}) {why}", dir.display()));
+        }
+    }
     closed_ancestor(&config.scratch_root).map(|dir| {
         format!(
             "REPL users cannot reach RLM_SCRATCH_DIR ({}): {} is not searchable by others (chmod o+x)",
@@ -131,6 +139,25 @@ fn users_unavailable(config: &SandboxConfig) -> Option<String> {
             dir
         )
     })
+}
+
+/// Why the server cannot trust `dir` (made if missing) with REPL files or user-id locks:
+/// someone else owns it, or others may write in it.
+fn not_ours(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if let Err(error) = std::fs::create_dir_all(dir) {
+        return Some(format!("cannot be created: {error}"));
+    }
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(error) => return Some(format!("cannot be read: {error}")),
+    };
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != me {
+        return Some(format!("is not a directory of the server's user ({me})"));
+    }
+    (meta.mode() & 0o022 != 0).then(|| "may be written by other users (chmod go-w)".to_string())
 }
 
 /// The first existing ancestor of `path` (itself included) that other users cannot enter.
