@@ -76,7 +76,7 @@ impl ReplProcess {
             true => Some(ReplUid::acquire(config).map_err(|e| ReplError::Spawn(e.to_string()))?),
             false => None,
         };
-        prepare_workdir(workdir, uid.as_ref().map(ReplUid::uid))
+        sandbox::prepare_workdir(workdir, uid.as_ref().map(ReplUid::uid))
             .map_err(|e| ReplError::Spawn(format!("scratch directory: {e}")))?;
         let log = std::fs::File::create(stderr_log)
             .map_err(|e| ReplError::Spawn(format!("REPL log: {e}")))?;
@@ -372,25 +372,6 @@ fn log_tail(path: &Path) -> String {
 /// A message that came out of turn; only its kind is reported (it may be huge).
 fn unexpected(expected: &str, got: &FromChild) -> ReplError {
     ReplError::Protocol(format!("expected {expected}, got {}", got.kind()))
-}
-
-/// A fresh scratch directory owned by the REPL's user (the parent directory, owned by the
-/// server, holds the REPL's log and is only traversable).
-fn prepare_workdir(workdir: &Path, uid: Option<u32>) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::remove_dir_all(workdir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    std::fs::create_dir_all(workdir)?;
-    if let Some(parent) = workdir.parent() {
-        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
-    }
-    std::fs::set_permissions(workdir, std::fs::Permissions::from_mode(0o700))?;
-    if let Some(uid) = uid {
-        std::os::unix::fs::chown(workdir, Some(uid), Some(uid))?;
-    }
-    Ok(())
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {

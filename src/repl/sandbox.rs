@@ -94,6 +94,25 @@ pub fn command(
     Ok(cmd)
 }
 
+/// A fresh scratch directory owned by the REPL's user (the parent directory, owned by the
+/// server, holds the REPL's log and is only traversable).
+pub fn prepare_workdir(workdir: &Path, uid: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_dir_all(workdir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::create_dir_all(workdir)?;
+    if let Some(parent) = workdir.parent() {
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))?;
+    }
+    std::fs::set_permissions(workdir, std::fs::Permissions::from_mode(0o700))?;
+    if let Some(uid) = uid {
+        std::os::unix::fs::chown(workdir, Some(uid), Some(uid))?;
+    }
+    Ok(())
+}
+
 /// Reports which confinement step failed on the child's stderr (the REPL's log, which the
 /// server reads when a start fails): only the error number crosses back to `spawn`.
 fn step(name: &[u8], result: io::Result<()>) -> io::Result<()> {
