@@ -14,10 +14,6 @@ async fn busy_model() -> FakeModel {
     FakeModel::start(vec![code("print('working')")], |_| text("unused")).await
 }
 
-fn answering_model_reply() -> Reply {
-    code("answer['content'] = 'ran'\nanswer['ready'] = True")
-}
-
 /// The run's end, asserting it failed with `repl_error`; the error message.
 async fn failed_with_repl_error(app: &TestApp, id: &str) -> (Value, String) {
     let run = app.wait_for_end(id).await;
@@ -39,9 +35,9 @@ async fn a_repl_program_that_does_not_exist_fails_the_run_before_any_model_call(
     let id = app.submit_ok(&task("Compute.", json!("data"))).await;
     let (run, message) = failed_with_repl_error(&app, &id).await;
 
-    assert!(
-        message.starts_with("could not start the REPL: "),
-        "{message}"
+    assert_eq!(
+        message,
+        "could not start the REPL: No such file or directory (os error 2)"
     );
     assert_eq!(run["answer"], Value::Null);
     assert_eq!(run["iterations"], 0);
@@ -97,7 +93,11 @@ async fn a_strict_sandbox_without_separate_users_refuses_repls_and_says_why() {
 
 #[tokio::test]
 async fn best_effort_runs_without_separate_users_and_says_so() {
-    let model = FakeModel::start(vec![answering_model_reply()], |_| text("unused")).await;
+    let model = FakeModel::start(
+        vec![code("answer['content'] = 'ran'\nanswer['ready'] = True")],
+        |_| text("unused"),
+    )
+    .await;
     let app = spawn_app_with(
         &model,
         &[("RLM_REPL_UID_BASE", "0"), ("RLM_SANDBOX", "best_effort")],
@@ -144,9 +144,9 @@ async fn a_repl_that_dies_and_cannot_restart_fails_the_run_without_another_call(
     std::fs::remove_file(&program).unwrap();
     let (run, message) = failed_with_repl_error(&app, &id).await;
 
-    assert!(
-        message.starts_with("could not start the REPL: "),
-        "{message}"
+    assert_eq!(
+        message,
+        "could not start the REPL: No such file or directory (os error 2)"
     );
     assert_eq!(run["answer"], Value::Null);
     assert_eq!(run["iterations"], 1);
