@@ -134,6 +134,7 @@ impl<'a> RunState<'a> {
         let mut reports = Vec::with_capacity(blocks.len());
         let mut answer = None;
         let mut errored = false;
+        let mut fatal = None;
         for (index, code) in blocks.iter().enumerate() {
             let (report, outcome, failed) = self
                 .run_block(iteration, index + 1, blocks.len(), code)
@@ -146,11 +147,14 @@ impl<'a> RunState<'a> {
                     break;
                 }
                 BlockEnd::ReplReset => break,
-                BlockEnd::Fatal(error) => return Ok(Some(self.stopped_by(error))),
+                BlockEnd::Fatal(error) => {
+                    fatal = Some(error);
+                    break;
+                }
                 BlockEnd::Continue => {}
             }
         }
-        if answer.is_none() {
+        if answer.is_none() && fatal.is_none() {
             answer = self.final_marker_answer(&reply, &mut reports).await;
         }
         let exec_ms = exec_started.elapsed().as_millis() as i64;
@@ -170,6 +174,11 @@ impl<'a> RunState<'a> {
         );
         // The reply joins the conversation even when it ends the run (a session keeps it).
         self.messages.push(Message::assistant(reply));
+        // The iteration is recorded even when its code cannot go on: the trajectory shows
+        // the reply that was paid for and the block that failed.
+        if let Some(error) = fatal {
+            return Ok(Some(self.stopped_by(error)));
+        }
         if let Some(answer) = answer {
             return Ok(Some(Finish::Succeeded {
                 answer,

@@ -82,12 +82,18 @@ impl RunState<'_> {
                     "repl.reset",
                     json!({"iteration": iteration, "block": index, "reason": reason}),
                 );
+                // A REPL that cannot be started again ends the run now, before another
+                // turn is paid for.
+                let end = match self.repl.start_error() {
+                    Some(why) => BlockEnd::Fatal(RunError::new("repl_error", why)),
+                    None => BlockEnd::ReplReset,
+                };
                 let outcome = ExecOutcome {
                     stderr: prompt::repl_reset_notice(&reason),
                     error: Some(reason),
                     ..ExecOutcome::default()
                 };
-                (outcome, timed_out, BlockEnd::ReplReset)
+                (outcome, timed_out, end)
             }
         };
         let record = CodeBlockRecord {
