@@ -37,7 +37,7 @@ async fn a_repl_program_that_does_not_exist_fails_the_run_before_any_model_call(
 
     assert_eq!(
         message,
-        "could not start the REPL: No such file or directory (os error 2)"
+        "could not start the REPL: /nonexistent/rlmd: No such file or directory (os error 2)"
     );
     assert_eq!(run["answer"], Value::Null);
     assert_eq!(run["iterations"], 0);
@@ -146,7 +146,10 @@ async fn a_repl_that_dies_and_cannot_restart_fails_the_run_without_another_call(
 
     assert_eq!(
         message,
-        "could not start the REPL: No such file or directory (os error 2)"
+        format!(
+            "could not start the REPL: {}: No such file or directory (os error 2)",
+            program.display()
+        )
     );
     assert_eq!(run["answer"], Value::Null);
     assert_eq!(run["iterations"], 1);

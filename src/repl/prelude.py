@@ -5,6 +5,7 @@
 
 import ast
 import builtins
+import collections
 import io
 import json
 import linecache
@@ -191,14 +192,16 @@ class _LiveOutput:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._pending = []
+        # A deque: appends and pops are atomic, so a print never waits for the pipe and
+        # nothing printed is lost between two sends.
+        self._pending = collections.deque()
         self._left = 0
         self._active = False
         self._thread = None
 
     def begin(self, limit):
         with self._lock:
-            self._pending = []
+            self._pending.clear()
             self._left = limit
             self._active = True
         if self._thread is None:
@@ -206,35 +209,38 @@ class _LiveOutput:
             self._thread.start()
 
     def add(self, stream, text):
-        # No lock: a print must never wait for the pipe.
         if self._active and self._left > 0:
             piece = text[: self._left]
             self._left -= len(piece)
             self._pending.append((stream, piece))
 
     def end(self):
+        """Sends what is left, before the block's end goes out."""
         with self._lock:
+            self._send()
             self._active = False
-            self._pending = []
 
     def _run(self):
         while True:
             time.sleep(self.INTERVAL)
             with self._lock:
-                if not self._active or not self._pending:
-                    continue
-                pending, self._pending = self._pending, []
-                merged = []
-                for stream, text in pending:
-                    if merged and merged[-1][0] == stream:
-                        merged[-1][1].append(text)
-                    else:
-                        merged.append((stream, [text]))
-                for stream, parts in merged:
-                    try:
-                        _emit(stream, _clean("".join(parts)))
-                    except Exception:
-                        return  # the pipe is gone: the process is ending
+                if self._active and not self._send():
+                    return  # the pipe is gone: the process is ending
+
+    def _send(self):
+        merged = []
+        while self._pending:
+            stream, text = self._pending.popleft()
+            if merged and merged[-1][0] == stream:
+                merged[-1][1].append(text)
+            else:
+                merged.append((stream, [text]))
+        try:
+            for stream, parts in merged:
+                _emit(stream, _clean("".join(parts)))
+        except Exception:
+            return False
+        return True
 
 
 _live = _LiveOutput()

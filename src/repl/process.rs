@@ -93,7 +93,7 @@ impl ReplProcess {
                     Some(step) => {
                         ReplError::Spawn(format!("{}: {e}", step.trim_start_matches("rlmd repl: ")))
                     }
-                    None => ReplError::Spawn(e.to_string()),
+                    None => ReplError::Spawn(format!("{}: {e}", config.program.display())),
                 }
             })?;
         let pid = child
