@@ -7,14 +7,17 @@
 //! reaches all of them, daemons that left the process group included), and only then is the
 //! id handed out again. Ids are locked with `flock` on a file per id, so that servers on one
 //! host never share one; a lock file says whether its id was left clean, and an id taken
-//! over from a server that died is swept before it is used.
+//! over from a server that died is swept before it is used. A server keeps the ids it has
+//! swept clean (still locked) for its next REPLs, so starting a REPL seldom touches more
+//! than one lock file.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::procfs;
@@ -24,8 +27,18 @@ use crate::config::SandboxConfig;
 /// A user id held for one REPL. Dropping it sweeps the id (in the background) and frees it.
 pub struct ReplUid {
     uid: u32,
-    lock: Option<File>,
+    held: Option<Held>,
 }
+
+/// A locked id: its lock file (and the directory of lock files it belongs to).
+struct Held {
+    dir: PathBuf,
+    uid: u32,
+    lock: File,
+}
+
+/// Ids this process swept clean and still holds, ready for its next REPLs.
+static KEPT: Mutex<Vec<Held>> = Mutex::new(Vec::new());
 
 impl ReplUid {
     pub fn uid(&self) -> u32 {
@@ -36,13 +49,28 @@ impl ReplUid {
     /// not leave it clean.
     pub fn acquire(config: &SandboxConfig) -> io::Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
+        let range = config.uid_base..config.uid_base.saturating_add(config.uid_count);
+        let kept = {
+            let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+            let found = kept
+                .iter()
+                .position(|h| h.dir == config.uid_lock_dir && range.contains(&h.uid));
+            found.map(|at| kept.swap_remove(at))
+        };
+        if let Some(held) = kept {
+            mark(&held.lock, b"d")?;
+            return Ok(Self {
+                uid: held.uid,
+                held: Some(held),
+            });
+        }
         std::fs::create_dir_all(&config.uid_lock_dir)?;
         let count = config.uid_count.max(1);
         let start = NEXT.fetch_add(1, Ordering::Relaxed);
         for offset in 0..count {
             let uid = config.uid_base + (start.wrapping_add(offset) % count);
             let path = config.uid_lock_dir.join(format!("{uid}.lock"));
-            let mut file = File::options()
+            let file = File::options()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -53,14 +81,19 @@ impl ReplUid {
                 continue; // held by this or another server
             }
             let mut state = [0u8; 1];
-            let clean = file.read(&mut state)? == 1 && state[0] == b'c';
+            let clean = file.read_at(&mut state, 0)? == 1 && state[0] == b'c';
             if !clean && !sweep(uid)? {
                 continue; // something of that user will not die: leave the id alone
             }
-            mark(&mut file, b"d")?;
+            mark(&file, b"d")?;
+            let dir = config.uid_lock_dir.clone();
             return Ok(Self {
                 uid,
-                lock: Some(file),
+                held: Some(Held {
+                    dir,
+                    uid,
+                    lock: file,
+                }),
             });
         }
         Err(io::Error::other(format!(
@@ -72,41 +105,39 @@ impl ReplUid {
 
 impl Drop for ReplUid {
     fn drop(&mut self) {
-        if let Some(lock) = self.lock.take() {
-            sweeper().send((self.uid, lock)).ok();
+        if let Some(held) = self.held.take() {
+            sweeper().send(held).ok();
         }
     }
 }
 
-fn mark(file: &mut File, state: &[u8; 1]) -> io::Result<()> {
-    file.rewind()?;
-    file.write_all(state)?;
-    file.set_len(1)
+/// Records in the lock file whether the id is clean (`c`) or in use (`d`).
+fn mark(file: &File, state: &[u8; 1]) -> io::Result<()> {
+    file.write_all_at(state, 0)
 }
 
 /// The thread that sweeps the ids of ended REPLs (a sweep forks and waits: kept off the
 /// async runtime and out of `Drop`).
-fn sweeper() -> &'static mpsc::Sender<(u32, File)> {
-    static SWEEPER: OnceLock<mpsc::Sender<(u32, File)>> = OnceLock::new();
+fn sweeper() -> &'static mpsc::Sender<Held> {
+    static SWEEPER: OnceLock<mpsc::Sender<Held>> = OnceLock::new();
     SWEEPER.get_or_init(|| {
-        let (sender, receiver) = mpsc::channel::<(u32, File)>();
+        let (sender, receiver) = mpsc::channel::<Held>();
         std::thread::Builder::new()
             .name("rlmd-repl-sweeper".into())
             .spawn(move || {
-                for (uid, mut lock) in receiver {
-                    match sweep(uid) {
-                        Ok(true) => {
-                            if let Err(error) = mark(&mut lock, b"c") {
-                                tracing::warn!(uid, %error, "could not mark a REPL user clean");
-                            }
+                for held in receiver {
+                    let uid = held.uid;
+                    let swept = sweep(uid)
+                        .and_then(|clean| clean.then(|| mark(&held.lock, b"c")).transpose());
+                    match swept {
+                        // Clean: kept, still locked, for this server's next REPL.
+                        Ok(Some(())) => KEPT.lock().unwrap_or_else(|p| p.into_inner()).push(held),
+                        // Dropping the lock frees the id; whoever takes it next sweeps it.
+                        Ok(None) => {
+                            tracing::error!(uid, "processes of a REPL user survive SIGKILL")
                         }
-                        Ok(false) => tracing::error!(
-                            uid,
-                            "processes of a REPL user survive SIGKILL; the id is not reused"
-                        ),
                         Err(error) => tracing::error!(uid, %error, "could not sweep a REPL user"),
                     }
-                    drop(lock); // unlocks the id
                 }
             })
             .expect("the sweeper thread starts");
