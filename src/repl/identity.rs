@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::procfs;
+use super::{procfs, sandbox};
 
 use crate::config::SandboxConfig;
 
@@ -167,7 +167,7 @@ pub fn sweep(uid: u32) -> io::Result<bool> {
 /// reaches exactly that user's processes (a fork racing with it is stopped by the kernel).
 fn kill_all_as(uid: u32) -> io::Result<()> {
     // SAFETY: the child of this fork only makes async-signal-safe system calls
-    // (setgid, setuid, kill, _exit), as required after fork in a threaded process.
+    // (setgid, setuid, capset, kill, _exit), as required after fork in a threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -175,7 +175,13 @@ fn kill_all_as(uid: u32) -> io::Result<()> {
     if pid == 0 {
         // SAFETY: see above.
         unsafe {
-            if libc::setgid(uid) != 0 || libc::setuid(uid) != 0 {
+            // Without its capabilities (a server that is not root keeps CAP_KILL across
+            // setuid), kill(-1) would reach every process of the host.
+            if libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+                || sandbox::clear_capabilities().is_err()
+                || libc::geteuid() != uid
+            {
                 libc::_exit(3);
             }
             libc::kill(-1, libc::SIGKILL);
@@ -220,4 +226,43 @@ pub fn can_switch_users() -> bool {
         .unwrap_or(0);
     let needed = (1u64 << CAP_SETGID) | (1u64 << CAP_SETUID);
     effective & needed == needed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn sleeper(uid: u32) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        Command::new("sleep")
+            .arg("30")
+            .uid(uid)
+            .gid(uid)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sleep starts")
+    }
+
+    #[test]
+    fn a_sweep_kills_every_process_of_its_user_and_nothing_else() {
+        if !can_switch_users() {
+            eprintln!("skipped: switching users needs root or CAP_SETUID");
+            return;
+        }
+        let (mut target, mut bystander) = (sleeper(61_990), sleeper(61_991));
+
+        assert!(sweep(61_990).unwrap());
+
+        assert!(
+            target.wait().unwrap().code().is_none(),
+            "killed by a signal"
+        );
+        assert!(
+            bystander.try_wait().unwrap().is_none(),
+            "another user's process lives"
+        );
+        bystander.kill().unwrap();
+        bystander.wait().unwrap();
+    }
 }

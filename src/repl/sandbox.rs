@@ -160,8 +160,8 @@ impl ResourceLimits {
     }
 }
 
-/// Dies with the server, and holds no capability even when it runs as root (best effort
-/// without a user of its own): it cannot ptrace or read the server's /proc files.
+/// Dies with the server, and holds no capability, whether the server runs as root or holds
+/// capabilities as another user: it cannot ptrace or read the server's /proc files.
 fn drop_privileges() -> io::Result<()> {
     // SAFETY: prctl with plain integer arguments.
     unsafe {
@@ -179,9 +179,48 @@ fn drop_privileges() -> io::Result<()> {
             0,
             0,
         );
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
+    }
+    clear_capabilities()?;
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Empties the calling process's effective, permitted and inheritable capabilities.
+/// Switching from root to another user does that by itself, but a server that is not root
+/// and holds capabilities (CAP_SETUID, CAP_KILL, ...) would hand them on to its REPLs and
+/// its sweeps. Only system calls: safe between fork and exec.
+pub fn clear_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let none = Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    };
+    // Version 3 takes two words: capabilities 0-31 and 32-63.
+    let data = [none; 2];
+    // SAFETY: capset with a valid header and the two data words version 3 expects.
+    let done = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+    if done != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }
@@ -215,5 +254,52 @@ pub fn kill_group(pid: u32) {
     // because the group id is the child's own pid, which we have not yet reaped.
     unsafe {
         libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The effective and permitted capability sets of the calling process.
+    fn capabilities() -> (u64, u64) {
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let read = |name: &str| {
+            let line = status.lines().find_map(|l| l.strip_prefix(name)).unwrap();
+            u64::from_str_radix(line.trim(), 16).unwrap()
+        };
+        (read("CapEff:"), read("CapPrm:"))
+    }
+
+    #[test]
+    fn a_user_that_kept_capabilities_loses_them_all() {
+        if !super::super::identity::can_switch_users() {
+            eprintln!("skipped: switching users needs root or CAP_SETUID");
+            return;
+        }
+        // In a thread of its own, which becomes another user but keeps its capabilities,
+        // as a server that is not root does: clear_capabilities must leave it none.
+        let outcome = std::thread::spawn(|| {
+            // SAFETY: raw set*id calls on this thread only (glibc's wrappers would change
+            // every thread of the test process).
+            unsafe {
+                libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
+                assert_eq!(
+                    libc::syscall(libc::SYS_setresuid, 61_993, 61_993, 61_993),
+                    0
+                );
+            }
+            let kept = capabilities().1;
+            clear_capabilities().unwrap();
+            (kept, capabilities())
+        })
+        .join()
+        .unwrap();
+        let (kept, after) = outcome;
+        assert_ne!(
+            kept, 0,
+            "the thread kept capabilities across the user switch"
+        );
+        assert_eq!(after, (0, 0));
     }
 }

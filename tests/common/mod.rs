@@ -333,18 +333,27 @@ pub fn task(prompt: &str, context: Value) -> Value {
     serde_json::json!({"prompt": prompt, "context": context})
 }
 
-/// Processes whose working directory is inside `dir` (REPL children of a test server).
+/// Live processes of the REPLs whose scratch directories are under `dir` (REPL children of
+/// a test server): each runs as the user that owns its scratch directory. Read from /proc's
+/// status files, which need no privilege, so this works for a server that is not root too.
 pub fn processes_in(dir: &std::path::Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let users: Vec<u32> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|run| std::fs::metadata(run.ok()?.path().join("work")).ok())
+        .map(|work| work.uid())
+        // A REPL without a user of its own (best effort) cannot be told from the server.
+        .filter(|&uid| uid != std::fs::metadata("/proc/self").map_or(0, |me| me.uid()))
+        .collect();
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .chars()
-                .all(|c| c.is_ascii_digit())
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("status")).ok())
+        .filter(|status| !status.contains("State:\tZ"))
+        .filter_map(|status| {
+            let ids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            ids.split_whitespace().next()?.parse::<u32>().ok()
         })
-        .filter_map(|e| std::fs::read_link(e.path().join("cwd")).ok())
-        .filter(|cwd| cwd.starts_with(dir))
+        .filter(|uid| users.contains(uid))
         .count()
 }
