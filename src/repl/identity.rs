@@ -147,6 +147,12 @@ fn sweeper() -> &'static mpsc::Sender<Held> {
 
 /// Kills every process of `uid`. True when none is left alive.
 pub fn sweep(uid: u32) -> io::Result<bool> {
+    // SAFETY: getuid cannot fail.
+    if uid == 0 || uid == unsafe { libc::getuid() } {
+        return Err(io::Error::other(format!(
+            "user {uid} is root or the server's own: it is never swept"
+        )));
+    }
     for round in 0..5u64 {
         kill_all_as(uid)?;
         // Killed processes are gone once the kernel has torn them down; zombies wait for

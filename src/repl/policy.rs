@@ -124,6 +124,13 @@ fn users_unavailable(config: &SandboxConfig) -> Option<String> {
     if config.uid_count == 0 || config.uid_base == 0 {
         return Some("RLM_REPL_UID_BASE and RLM_REPL_UIDS must be above 0".into());
     }
+    // SAFETY: getuid cannot fail.
+    let server = unsafe { libc::getuid() };
+    if (config.uid_base..config.uid_base.saturating_add(config.uid_count)).contains(&server) {
+        return Some(format!(
+            "the server's own user ({server}) is in the REPL range (RLM_REPL_UID_BASE, RLM_REPL_UIDS)"
+        ));
+    }
     for (name, dir) in [
         ("RLM_SCRATCH_DIR", &config.scratch_root),
         ("RLM_REPL_UID_LOCK_DIR", &config.uid_lock_dir),
