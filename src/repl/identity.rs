@@ -256,9 +256,9 @@ mod tests {
             eprintln!("skipped: switching users needs root or CAP_SETUID");
             return;
         }
-        let (mut target, mut bystander) = (sleeper(61_990), sleeper(61_991));
+        let (mut target, mut bystander) = (sleeper(60_990), sleeper(60_991));
 
-        assert!(sweep(61_990).unwrap());
+        assert!(sweep(60_990).unwrap());
 
         assert!(
             target.wait().unwrap().code().is_none(),

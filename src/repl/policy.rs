@@ -124,6 +124,13 @@ fn users_unavailable(config: &SandboxConfig) -> Option<String> {
     if config.uid_count == 0 || config.uid_base == 0 {
         return Some("RLM_REPL_UID_BASE and RLM_REPL_UIDS must be above 0".into());
     }
+    if config
+        .uid_base
+        .checked_add(config.uid_count)
+        .is_none_or(|end| end > 0xFFFF_FFFE)
+    {
+        return Some("RLM_REPL_UID_BASE + RLM_REPL_UIDS is past the largest user id".into());
+    }
     // SAFETY: getuid cannot fail.
     let server = unsafe { libc::getuid() };
     if (config.uid_base..config.uid_base.saturating_add(config.uid_count)).contains(&server) {

@@ -285,7 +285,7 @@ mod tests {
             unsafe {
                 libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
                 assert_eq!(
-                    libc::syscall(libc::SYS_setresuid, 61_993, 61_993, 61_993),
+                    libc::syscall(libc::SYS_setresuid, 60_993, 60_993, 60_993),
                     0
                 );
             }
