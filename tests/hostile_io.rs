@@ -46,6 +46,7 @@ attempt('chmod', lambda: os.chmod('/etc/hostname', 0o777))
 attempt('utime', lambda: os.utime('/etc/hostname'))
 open('notes.txt', 'w').write('x')
 attempt('xattr', lambda: os.setxattr('notes.txt', 'user.x', b'1'))
+attempt('kmsg', lambda: open('/dev/kmsg', 'rb'))
 attempt('devnull', lambda: open('/dev/null', 'w').write('x'))
 answer['content'] = ', '.join(results)
 answer['ready'] = True"#,
@@ -57,7 +58,7 @@ answer['ready'] = True"#,
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(
         run["answer"],
-        "shm PermissionError, tmp PermissionError, chmod PermissionError, utime PermissionError, xattr PermissionError, devnull ok"
+        "shm PermissionError, tmp PermissionError, chmod PermissionError, utime PermissionError, xattr PermissionError, kmsg PermissionError, devnull ok"
     );
     assert!(!std::path::Path::new("/dev/shm/rlmd-escape").exists());
     assert!(!std::path::Path::new("/tmp/rlmd-escape").exists());

@@ -1,8 +1,9 @@
 //! Landlock for REPL children: the file system is read-only (and only where Python and its
 //! libraries live), the REPL's own scratch directory is the one place it can write, and
 //! nothing else — the server's database, its `.env`, other runs' scratch, `/tmp`,
-//! `/dev/shm` — can be opened. Where the kernel has Landlock's scopes (ABI 6), a REPL can
-//! also neither signal nor reach the abstract Unix sockets of anything outside itself.
+//! `/dev/shm`, any device but null, zero, full and the random ones — can be opened. Where
+//! the kernel has Landlock's scopes (ABI 6), a REPL can also neither signal nor reach the
+//! abstract Unix sockets of anything outside itself.
 //!
 //! The ruleset is built by the server before the fork (so it needs no file descriptor in
 //! the child, whatever the server holds open); the child only enforces it.
@@ -17,11 +18,12 @@ use landlock::{
 
 /// Read-only places Python, its standard library, numpy/pandas and the system need.
 const READ_ONLY: &[&str] = &[
-    "/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/sys", "/opt", "/dev",
+    "/usr", "/lib", "/lib64", "/bin", "/etc", "/proc", "/sys", "/opt",
 ];
 
-/// Devices a REPL may write to; the rest of /dev (shm, disks, ttys) stays read-only.
-const WRITABLE_DEVICES: &[&str] = &[
+/// The only devices a REPL may open (to read or write); the rest of /dev (shm, disks, ttys,
+/// the kernel log) it cannot open at all.
+const DEVICES: &[&str] = &[
     "/dev/null",
     "/dev/zero",
     "/dev/full",
@@ -62,7 +64,7 @@ fn build(program: &Path, workdir: &Path) -> Result<RulesetCreated, RulesetError>
         .scope(Scope::from_all(ABI::V10))?
         .create()?
         .add_rules(path_beneath_rules(READ_ONLY, read))?
-        .add_rules(path_beneath_rules(WRITABLE_DEVICES, read | device_write))?
+        .add_rules(path_beneath_rules(DEVICES, read | device_write))?
         .add_rules(path_beneath_rules([program], read))?
         .add_rules(path_beneath_rules([workdir], all))
 }
