@@ -1,5 +1,9 @@
 //! The sandboxed Python REPL: a child process (`rlmd repl`) embedding CPython, driven over
 //! a pipe. `process` is the server's side, `child` the child's, `protocol` the wire between.
+//! Confinement: `policy` decides what this host can enforce (and whether REPLs may start),
+//! `sandbox` applies it in order, `identity` gives each REPL a user of its own and sweeps it,
+//! `landlock` and `seccomp` build the kernel rules, `watchdog` bounds a REPL's processes and
+//! files together, and `bounds` limits what the server accepts from a REPL.
 
 mod bounds;
 pub mod child;
