@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::error::ApiError;
-use super::{runs, AppState};
+use super::AppState;
 use crate::config::{AuthConfig, AuthMode};
 use crate::store::{KeyId, Store};
 
@@ -155,21 +155,6 @@ pub async fn authenticate(
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(error) => error.into_response(),
-    }
-}
-
-/// Route middleware for `/v1/runs/{id}/...` handlers that do not check the caller
-/// themselves (the event stream): another key's run is a run that does not exist.
-pub async fn own_run(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match runs::load_run(&state, &caller, &id).await {
-        Ok(_) => next.run(request).await,
         Err(error) => error.into_response(),
     }
 }

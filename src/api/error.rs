@@ -10,16 +10,22 @@ use crate::store::StoreError;
 
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
     NotFound(String),
-    Conflict { code: &'static str, message: String },
+    Conflict {
+        code: &'static str,
+        message: String,
+    },
     PayloadTooLarge(String),
     MethodNotAllowed(String),
     Unavailable(String),
     Internal(String),
-    // No, a wrong or a revoked API key (answered with `WWW-Authenticate: Bearer`).
+    /// A missing, wrong or revoked API key (answered with `WWW-Authenticate: Bearer`).
     Unauthorized(String),
-    // A per-key limit is reached (answered with `Retry-After`).
+    /// A per-key limit is reached (answered with `Retry-After`).
     RateLimited(String),
 }
 

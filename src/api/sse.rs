@@ -1,7 +1,8 @@
 //! `GET /v1/runs/{id}/events`: Server-Sent Events. Replays the stored events after
 //! `Last-Event-ID` (or `?after=`), then follows live, and closes after the run's terminal
-//! event (at once if the run had ended and the client already has that event). The database is the source of truth: whenever the live feed skips a number,
-//! lags, or is quiet for a second, the stream re-reads from the store, so no event is lost
+//! event (at once if the run had ended and the client already has that event). The
+//! database is the source of truth: whenever the live feed skips a number, lags, or is
+//! quiet for a second, the stream re-reads from the store, so no event is lost
 //! and none is sent twice.
 
 use std::collections::VecDeque;
@@ -19,9 +20,10 @@ use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::json::ApiQuery;
-use super::runs::parse_run_id;
+use super::runs::load_run;
 use super::{views, AppState};
 use crate::domain::RunId;
 use crate::store::{Store, StoredEvent};
@@ -40,16 +42,16 @@ struct EventsQuery {
 
 async fn events(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let run_id = parse_run_id(&id)?;
     // Subscribe before the first read, so nothing published in between is missed.
     let live = state.bus.subscribe();
-    let Some(run) = state.store.get_run(run_id).await? else {
-        return Err(ApiError::run_not_found(&id));
-    };
+    // Another key's run is a run that does not exist.
+    let run = load_run(&state, &caller, &id).await?;
+    let run_id = run.id;
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
