@@ -74,7 +74,7 @@ impl Store {
                                    (SELECT COUNT(*) FROM runs p WHERE p.owner_key = k.id \
                                     AND p.status = 'running' AND p.parent_id IS NULL AND p.id <> q.id)) \
                          ORDER BY q.id LIMIT 1) \
-             RETURNING id, root_id, attempts",
+             RETURNING id, root_id, attempts, started_at < ?3 AS tried_before",
         )
         .bind(owner)
         .bind(now + ttl.as_millis() as i64)
@@ -89,17 +89,20 @@ impl Store {
         let id = parse_id(row.try_get("id")?)?;
         let root_id = parse_id(row.try_get("root_id")?)?;
         let attempt = row.try_get::<i64, _>("attempts")? as u32;
-        // Every try starts over: an earlier try's partial trajectory would mislead, and its
-        // children died with it. Its model calls stay, because they were paid for. This is
-        // not keyed on `attempt`: a try handed back on shutdown does not count (see
-        // `requeue_run`), yet it may have left records. For a first try it deletes nothing.
-        let abandoned = RunError::new("abandoned", "the tree was restarted after its worker died");
-        close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
-        for table in ["code_blocks", "iterations"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?"))
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+        // A run that ran before starts over: its earlier try's partial trajectory would
+        // mislead, and its children died with it. Its model calls stay, because they were
+        // paid for. This is keyed on the run having started, not on `attempt`: a try handed
+        // back on shutdown does not count (see `requeue_run`), yet it left records.
+        if row.try_get::<bool, _>("tried_before")? {
+            let abandoned =
+                RunError::new("abandoned", "the tree was restarted after its worker died");
+            close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
+            for table in ["code_blocks", "iterations"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?"))
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         let data = json!({"status": "running", "attempt": attempt});
         let started = events::insert(&mut tx, root_id, id, "run.started", &data).await?;
