@@ -29,17 +29,21 @@ impl Bounds {
     /// The call, or why it is refused (raised in the code as a `RuntimeError`): a prompt
     /// over the limit is never sent. A draft answer over the limit is cut.
     pub fn check_call(&self, call: HostCall) -> Result<HostCall, String> {
+        let call = match call {
+            HostCall::Draft { content } => {
+                return Ok(HostCall::Draft {
+                    content: cut(content, self.max_answer_chars),
+                })
+            }
+            other => other,
+        };
         let prompts: &[String] = match &call {
             HostCall::LlmQuery { prompt, .. } | HostCall::RlmQuery { prompt, .. } => {
                 std::slice::from_ref(prompt)
             }
             HostCall::LlmQueryBatched { prompts, .. }
             | HostCall::RlmQueryBatched { prompts, .. } => prompts,
-            HostCall::Draft { content } => {
-                return Ok(HostCall::Draft {
-                    content: cut(content.clone(), self.max_answer_chars),
-                })
-            }
+            HostCall::Draft { .. } => &[],
         };
         for (index, prompt) in prompts.iter().enumerate() {
             let chars = prompt.chars().count();
