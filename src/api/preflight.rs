@@ -74,30 +74,25 @@ fn compile_tools(tools: &[Tool], field: &str) -> Result<(), ApiError> {
     })
 }
 
-/// "SyntaxError at line 2: invalid syntax", or the exception as Python prints it.
+/// "SyntaxError at line 2: invalid syntax", or the exception as the REPL describes it.
 fn describe(py: Python<'_>, error: &PyErr) -> String {
-    let value = error.value(py);
-    if error.is_instance_of::<PySyntaxError>(py) {
-        let line: Option<i64> = value
-            .getattr("lineno")
-            .and_then(|l| l.extract())
-            .ok()
-            .flatten();
-        let message: String = value
-            .getattr("msg")
-            .and_then(|m| m.extract())
-            .unwrap_or_else(|_| value.to_string());
-        return match line {
-            Some(line) => format!("SyntaxError at line {line}: {message}"),
-            None => format!("SyntaxError: {message}"),
-        };
+    if !error.is_instance_of::<PySyntaxError>(py) {
+        return crate::repl::child::describe(py, error);
     }
-    let kind = value
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "Error".into());
-    format!("{kind}: {value}")
+    let value = error.value(py);
+    let line: Option<i64> = value
+        .getattr("lineno")
+        .and_then(|l| l.extract())
+        .ok()
+        .flatten();
+    let message: String = value
+        .getattr("msg")
+        .and_then(|m| m.extract())
+        .unwrap_or_else(|_| value.to_string());
+    match line {
+        Some(line) => format!("SyntaxError at line {line}: {message}"),
+        None => format!("SyntaxError: {message}"),
+    }
 }
 
 /// Finds what valid JSON (serde_json has read it already) Python cannot rebuild: nesting

@@ -173,8 +173,9 @@ fn send(message: &FromChild) -> PyResult<()> {
         .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))
 }
 
-/// `ExcType: message` of a Python error, whatever its message holds.
-fn describe(py: Python<'_>, error: &PyErr) -> String {
+/// `ExcType: message` of a Python error, whatever its message holds (the submit check
+/// words a tool's failure the same way).
+pub fn describe(py: Python<'_>, error: &PyErr) -> String {
     let kind = error
         .get_type(py)
         .name()
