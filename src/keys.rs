@@ -69,10 +69,7 @@ pub async fn create(
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| KeysError::Random(e.to_string()))?;
-    let key = bytes.iter().fold(PREFIX.to_string(), |mut key, b| {
-        let _ = write!(key, "{b:02x}");
-        key
-    });
+    let key = format!("{PREFIX}{}", hex(&bytes));
     let record = store
         .insert_key(&NewKey {
             name: name.to_string(),
@@ -87,9 +84,13 @@ pub async fn create(
 
 /// The stored form of a key: hex SHA-256.
 pub fn hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
+    hex(&Sha256::digest(key.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
         .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
+        .fold(String::with_capacity(bytes.len() * 2), |mut hex, b| {
             let _ = write!(hex, "{b:02x}");
             hex
         })

@@ -109,12 +109,10 @@ impl Engine {
             Some(repl) => repl,
             None => self.new_repl(run, context.clone(), tree).await?,
         };
-        if run.turn.is_some() {
+        if let Some(turn) = run.turn {
             if let Err(error) = repl.new_answer().await {
                 tracing::warn!(%error, "could not give the session's turn a fresh answer");
             }
-        }
-        if let Some(turn) = run.turn {
             for name in [format!("context_{turn}"), "context".to_string()] {
                 if let Err(error) = repl.set_var(&name, context.clone()).await {
                     tracing::warn!(%error, "could not give the session its new context");
