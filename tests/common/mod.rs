@@ -334,26 +334,41 @@ pub fn task(prompt: &str, context: Value) -> Value {
 }
 
 /// Live processes of the REPLs whose scratch directories are under `dir` (REPL children of
-/// a test server): each runs as the user that owns its scratch directory. Read from /proc's
-/// status files, which need no privilege, so this works for a server that is not root too.
+/// a test server): those working in it (their directory may be gone already), and those
+/// running as a user that owns a scratch directory there (for a server that is not root,
+/// which cannot read other users' working directories). Zombies do not count.
 pub fn processes_in(dir: &std::path::Path) -> usize {
     use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").map_or(0, |me| me.uid());
     let users: Vec<u32> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(|run| std::fs::metadata(run.ok()?.path().join("work")).ok())
         .map(|work| work.uid())
         // A REPL without a user of its own (best effort) cannot be told from the server.
-        .filter(|&uid| uid != std::fs::metadata("/proc/self").map_or(0, |me| me.uid()))
+        .filter(|&uid| uid != me)
         .collect();
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("status")).ok())
-        .filter(|status| !status.contains("State:\tZ"))
-        .filter_map(|status| {
-            let ids = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
-            ids.split_whitespace().next()?.parse::<u32>().ok()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
         })
-        .filter(|uid| users.contains(uid))
+        .filter(|e| {
+            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+                return false;
+            };
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().next()?.parse::<u32>().ok());
+            let working_here =
+                std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir));
+            !status.contains("State:\tZ")
+                && (working_here || uid.is_some_and(|uid| users.contains(&uid)))
+        })
         .count()
 }
