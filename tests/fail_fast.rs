@@ -279,19 +279,9 @@ async fn a_failed_run_is_logged_with_its_id_code_and_message() {
         |_| text("unused"),
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir_for_repls();
     let server = common::binary::Server::start(dir.path(), &model, &[]);
-    let client = reqwest::Client::new();
-    let run: Value = client
-        .post(format!("{}/v1/runs", server.base))
-        .json(&task("Fail.", json!("")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = run["id"].as_str().unwrap();
+    let id = server.submit(&task("Fail.", json!(""))).await;
 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let line = loop {
@@ -307,7 +297,7 @@ async fn a_failed_run_is_logged_with_its_id_code_and_message() {
     };
 
     assert!(line.contains("WARN"), "{line}");
-    assert!(line.contains(id), "{line}");
+    assert!(line.contains(&id), "{line}");
     assert!(line.contains("code=provider_error"), "{line}");
     assert!(line.contains("this model does not exist"), "{line}");
     assert!(!line.contains(TEST_API_KEY), "{line}");

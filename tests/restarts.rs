@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::binary::Server;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::sqlite::SqlitePoolOptions;
 
 /// The run's number, from the question in its first message ("Run 3.").
@@ -41,21 +41,11 @@ async fn runs_handed_back_on_sigterm_all_succeed_after_a_restart() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempdir_for_repls();
     let server = Server::start(dir.path(), &model, &[("RLM_SHUTDOWN_GRACE_S", "1")]);
-    let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for n in 1..=4 {
-        let run: Value = client
-            .post(format!("{}/v1/runs", server.base))
-            .json(&task(&format!("Run {n}."), json!("")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(run["id"].as_str().unwrap().to_string());
+        ids.push(server.submit(&task(&format!("Run {n}."), json!(""))).await);
     }
     // Every run has run its block and waits on its second model call.
     let deadline = Instant::now() + Duration::from_secs(30);

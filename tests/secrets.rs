@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
-
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const OPENAI_KEY: &str = "sk-live-f00dfacecafe0123456789";
 const ANTHROPIC_KEY: &str = "sk-ant-deadbeef9876543210";
@@ -30,93 +27,25 @@ async fn no_key_reaches_the_log_the_database_the_events_or_the_api() {
     .await;
     let dir = tempdir_for_repls();
     let db = dir.path().join("rlmd.db");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_rlmd"))
-        .arg("serve")
-        .env("RUST_LOG", "debug")
-        .env("RLM_BIND", "127.0.0.1:0")
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("RLM_SCRATCH_DIR", dir.path().join("scratch"))
-        .env("OPENAI_API_KEY", OPENAI_KEY)
-        .env("OPENAI_BASE_URL", &model.base_url)
-        .env("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-        .env("RLM_PROVIDER_MAX_RETRIES", "0")
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The log says where the server listens; keep every line for the search.
-    let mut stderr = BufReader::new(server.stderr.take().unwrap());
-    let mut log = String::new();
-    let address = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the server exited: {log}"
-        );
-        log.push_str(&line);
-        if let Some(at) = line.find("address=") {
-            break line[at + "address=".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
-        }
-    };
-    let base = format!("http://{address}");
-    let client = reqwest::Client::new();
+    let server = binary::Server::start(
+        dir.path(),
+        &model,
+        &[
+            ("RUST_LOG", "debug"),
+            ("OPENAI_API_KEY", OPENAI_KEY),
+            ("ANTHROPIC_API_KEY", ANTHROPIC_KEY),
+        ],
+    );
 
-    let run: Value = client
-        .post(format!("{base}/v1/runs"))
-        .json(&json!({"prompt": "Try it.", "context": "x"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = run["id"].as_str().unwrap().to_string();
-    let events = client
-        .get(format!("{base}/v1/runs/{id}/events"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let finished = client
-        .get(format!("{base}/v1/runs/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let trajectory = client
-        .get(format!("{base}/v1/runs/{id}/trajectory"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let providers = client
-        .get(format!("{base}/v1/providers"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-
-    // SIGTERM: a graceful stop, then the rest of the log.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let status = tokio::task::spawn_blocking(move || server.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
-    stderr.read_to_string(&mut log).unwrap();
+    let id = server
+        .submit(&json!({"prompt": "Try it.", "context": "x"}))
+        .await;
+    let events = server.text(&format!("/v1/runs/{id}/events")).await;
+    let finished = server.text(&format!("/v1/runs/{id}")).await;
+    let trajectory = server.text(&format!("/v1/runs/{id}/trajectory")).await;
+    let providers = server.text("/v1/providers").await;
+    // SIGTERM: a graceful stop, then the whole log.
+    let log = server.terminate();
 
     assert!(finished.contains("\"status\":\"succeeded\""), "{finished}");
     assert!(

@@ -16,6 +16,8 @@ pub struct Server {
     process: Child,
     pub base: String,
     log: Arc<Mutex<String>>,
+    /// Reads the log until the process closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -61,7 +63,7 @@ impl Server {
         };
         // Keep reading, so the server never blocks on a full pipe.
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
@@ -70,10 +72,11 @@ impl Server {
             process,
             base: format!("http://{address}"),
             log,
+            reader: Some(reader),
         }
     }
 
-    /// SIGTERM, then waits for the process to exit by itself.
+    /// SIGTERM, then waits for the process to exit by itself; its whole log.
     pub fn terminate(mut self) -> String {
         // SAFETY: kill with the pid of a child this test started and has not reaped.
         unsafe { libc::kill(self.process.id() as i32, libc::SIGTERM) };
@@ -86,6 +89,9 @@ impl Server {
             assert!(Instant::now() < deadline, "rlmd did not stop after SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         }
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
         self.log.lock().unwrap().clone()
     }
 
@@ -95,12 +101,31 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> Value {
+        serde_json::from_str(&self.text(path).await).unwrap()
+    }
+
+    /// The body of a GET, as it came.
+    pub async fn text(&self, path: &str) -> String {
         reqwest::get(format!("{}{path}", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Submits a run; its id.
+    pub async fn submit(&self, body: &Value) -> String {
+        let run: Value = reqwest::Client::new()
+            .post(format!("{}/v1/runs", self.base))
+            .json(body)
+            .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap()
+            .unwrap();
+        run["id"].as_str().unwrap().to_string()
     }
 }
 

@@ -31,7 +31,7 @@ pub struct TestApp {
 }
 
 /// A temporary directory that REPLs, which run as users of their own, can pass through
-/// (a server's scratch directory lives in it).
+/// (a server's scratch directory lives in it) whatever the umask, and list nothing in.
 pub fn tempdir_for_repls() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
