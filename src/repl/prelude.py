@@ -49,7 +49,7 @@ def _as_prompt(prompt):
         return _clean(prompt)
     if isinstance(prompt, (list, dict)):
         return _clean(json.dumps(prompt, ensure_ascii=False, default=str))
-    return _clean(str(prompt))
+    return _clean(prompt)
 
 
 def _as_prompts(prompts, fn):
@@ -316,7 +316,7 @@ def _restore_builtins():
 def _describe(value):
     """str(value), or something close, for any object: model code may define __str__ to raise."""
     try:
-        return _clean(value if isinstance(value, str) else str(value))
+        return _clean(value)
     except BaseException:
         try:
             return _clean(repr(value))
