@@ -83,14 +83,11 @@ async fn once_a_key_exists_every_v1_request_needs_a_valid_one() {
     assert_eq!(status, 401);
 }
 
-/// A configuration that listens on every interface, on a database in `dir`.
-fn public_config(dir: &std::path::Path, vars: &[(&str, &str)]) -> Config {
+/// A configuration that listens on every interface, on `database_url`.
+fn public_config(dir: &std::path::Path, database_url: &str, vars: &[(&str, &str)]) -> Config {
     let mut env: std::collections::HashMap<String, String> = [
         ("RLM_BIND", "0.0.0.0:0".to_string()),
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}", dir.join("rlmd.db").display()),
-        ),
+        ("DATABASE_URL", database_url.to_string()),
         ("RLM_SCRATCH_DIR", dir.join("scratch").display().to_string()),
         ("RLM_REPL_PROGRAM", env!("CARGO_BIN_EXE_rlmd").to_string()),
         ("RLM_WORKERS", "0".to_string()),
@@ -107,25 +104,25 @@ fn public_config(dir: &std::path::Path, vars: &[(&str, &str)]) -> Config {
 #[tokio::test]
 async fn a_public_bind_without_a_key_is_refused_unless_auth_is_off() {
     let dir = tempfile::tempdir().unwrap();
+    let url = common::database::fresh_url(dir.path());
 
-    let error = match Application::build(public_config(dir.path(), &[])).await {
+    let error = match Application::build(public_config(dir.path(), &url, &[])).await {
         Ok(_) => panic!("rlmd served 0.0.0.0 with no key and RLM_AUTH=auto"),
         Err(error) => error.to_string(),
     };
     assert!(error.contains("rlmd keys create"), "{error}");
     assert!(error.contains("RLM_AUTH=off"), "{error}");
 
-    let off = public_config(dir.path(), &[("RLM_AUTH", "off")]);
+    let off = public_config(dir.path(), &url, &[("RLM_AUTH", "off")]);
     assert!(Application::build(off).await.is_ok(), "RLM_AUTH=off serves");
 
-    let url = format!("sqlite://{}", dir.path().join("rlmd.db").display());
     let store = rlmd::store::Store::connect(&url).await.unwrap();
     rlmd::keys::create(&store, "ops", &KeyOptions::default())
         .await
         .unwrap();
     store.close().await;
     assert!(
-        Application::build(public_config(dir.path(), &[]))
+        Application::build(public_config(dir.path(), &url, &[]))
             .await
             .is_ok(),
         "with a key, a public bind is allowed"
@@ -208,10 +205,7 @@ async fn keys_cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_rlmd"))
         .arg("keys")
         .args(args)
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}", app.db_path.display()),
-        )
+        .env("DATABASE_URL", &app.database_url)
         .output()
         .await
         .unwrap();
@@ -249,12 +243,7 @@ async fn the_keys_commands_create_list_and_revoke_keys_stored_only_as_hashes() {
     assert!(!list.contains(&key), "the list never shows a key");
     assert!(!list.contains(&rlmd::keys::hash(&key)), "nor its hash");
 
-    let mut stored = Vec::new();
-    for suffix in ["", "-wal"] {
-        let mut path = app.db_path.clone().into_os_string();
-        path.push(suffix);
-        stored.extend(std::fs::read(path).unwrap_or_default());
-    }
+    let stored = common::database::dump(&app.database_url);
     assert!(
         !stored.windows(key.len()).any(|w| w == key.as_bytes()),
         "the database holds the key in plain text"

@@ -7,17 +7,13 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use sqlx::sqlite::SqlitePoolOptions;
 
 /// Makes a queued run look as if a worker had claimed it and then died.
 async fn abandon(app: &TestApp, id: &str, attempts: i64) {
-    let pool = SqlitePoolOptions::new()
-        .connect(&format!("sqlite://{}", app.db_path.display()))
-        .await
-        .unwrap();
+    let pool = app.db().await;
     let updated = sqlx::query(
         "UPDATE runs SET status = 'running', lease_owner = 'dead-worker', lease_expires_at = 1, \
-         attempts = ?, started_at = 1 WHERE id = ? AND status = 'queued'",
+         attempts = $1, started_at = 1 WHERE id = $2 AND status = 'queued'",
     )
     .bind(attempts)
     .bind(id)

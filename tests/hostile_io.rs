@@ -197,7 +197,7 @@ async fn the_sandbox_still_confines_with_hundreds_of_connections_open() {
         }
     })
     .await;
-    let app = spawn_app(&model).await;
+    let app = spawn_app_on_sqlite(&model, &[]).await;
     let waiting = app.submit_ok(&task("Wait.", json!(""))).await;
     app.wait_for_status(&waiting, "running").await;
 

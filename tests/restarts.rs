@@ -12,7 +12,6 @@ use common::binary::Server;
 
 use common::*;
 use serde_json::json;
-use sqlx::sqlite::SqlitePoolOptions;
 
 /// The run's number, from the question in its first message ("Run 3.").
 fn run_number(request: &common::fake_model::SeenRequest) -> String {
@@ -84,10 +83,7 @@ async fn runs_handed_back_on_sigterm_all_succeed_after_a_restart() {
 }
 
 async fn sql(app: &TestApp, statement: &str, id: &str) {
-    let pool = SqlitePoolOptions::new()
-        .connect(&format!("sqlite://{}", app.db_path.display()))
-        .await
-        .unwrap();
+    let pool = app.db().await;
     let updated = sqlx::query(statement)
         .bind(id)
         .execute(&pool)
@@ -105,7 +101,7 @@ async fn start_up_removes_the_scratch_of_runs_that_are_no_longer_running() {
     let ended = app.submit_ok(&task("Ended.", json!(""))).await;
     sql(
         &app,
-        "UPDATE runs SET status = 'failed' WHERE id = ?",
+        "UPDATE runs SET status = 'failed' WHERE id = $1",
         &ended,
     )
     .await;
@@ -116,7 +112,7 @@ async fn start_up_removes_the_scratch_of_runs_that_are_no_longer_running() {
     sql(
         &app,
         "UPDATE runs SET status = 'running', lease_owner = 'other-node', \
-         lease_expires_at = 99999999999999, attempts = 1 WHERE id = ?",
+         lease_expires_at = 99999999999999, attempts = 1 WHERE id = $1",
         &elsewhere,
     )
     .await;

@@ -310,7 +310,7 @@ async fn model_code_sees_only_system_files_and_its_own_scratch_directory() {
         |_| text("unused"),
     )
     .await;
-    let app = spawn_app(&model).await;
+    let app = spawn_app_on_sqlite(&model, &[]).await;
 
     let db = app.db_path.display().to_string();
     let id = app

@@ -26,7 +26,6 @@ async fn no_key_reaches_the_log_the_database_the_events_or_the_api() {
     )
     .await;
     let dir = tempdir_for_repls();
-    let db = dir.path().join("rlmd.db");
     let server = binary::Server::start(
         dir.path(),
         &model,
@@ -57,12 +56,7 @@ async fn no_key_reaches_the_log_the_database_the_events_or_the_api() {
         "the REPL printed its environment"
     );
     assert!(log.contains("run finished"), "the log was captured: {log}");
-    let mut database = Vec::new();
-    for suffix in ["", "-wal", "-shm"] {
-        if let Ok(bytes) = std::fs::read(format!("{}{suffix}", db.display())) {
-            database.extend(bytes);
-        }
-    }
+    let database = database::dump(&database::fresh_url(dir.path()));
     assert!(!database.is_empty());
     for key in [OPENAI_KEY, ANTHROPIC_KEY] {
         for (place, text) in [

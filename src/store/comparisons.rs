@@ -21,7 +21,7 @@ impl Store {
     ) -> StoreResult<()> {
         let ids: Vec<String> = runs.iter().map(RunId::to_string).collect();
         sqlx::query(
-            "INSERT INTO comparisons (id, run_ids, created_at, owner_key) VALUES (?, ?, ?, ?)",
+            "INSERT INTO comparisons (id, run_ids, created_at, owner_key) VALUES ($1, $2, $3, $4)",
         )
         .bind(id.to_string())
         .bind(serde_json::to_string(&ids).expect("strings serialize"))
@@ -33,7 +33,7 @@ impl Store {
     }
 
     pub async fn get_comparison(&self, id: RunId) -> StoreResult<Option<Comparison>> {
-        let row = sqlx::query("SELECT run_ids, owner_key FROM comparisons WHERE id = ?")
+        let row = sqlx::query("SELECT run_ids, owner_key FROM comparisons WHERE id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;

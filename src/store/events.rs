@@ -2,8 +2,8 @@
 //! resume from the last number it saw (`Last-Event-ID`) without a gap.
 
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::runs::parse_id;
 use super::{now_ms, Store, StoreError, StoreResult};
@@ -28,12 +28,13 @@ impl StoredEvent {
     }
 }
 
-/// Appends an event. The sequence number is taken inside the insert itself, so concurrent
-/// writers (a run and its children) can never take the same one, and every number below a
+/// Appends an event. Its sequence number comes from a counter on the tree's root row,
+/// which the increment keeps locked until the transaction ends: writers to one tree (a run
+/// and its children, on any node) can never take the same number, and every number below a
 /// committed one is committed too. Every event's data carries its run's `depth`, so a root's
 /// stream can tell its descendants apart.
 pub(super) async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     root_id: RunId,
     run_id: RunId,
     kind: &str,
@@ -41,22 +42,29 @@ pub(super) async fn insert(
 ) -> StoreResult<StoredEvent> {
     let created_at = now_ms();
     let (seq, depth): (i64, i64) = sqlx::query_as(
-        "INSERT INTO events (root_id, seq, run_id, type, data, created_at) \
-         VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE root_id = ?1), ?2, ?3, \
-                 json_set(?4, '$.depth', (SELECT depth FROM runs WHERE id = ?2)), ?5) \
-         RETURNING seq, json_extract(data, '$.depth')",
+        "UPDATE runs SET event_seq = event_seq + 1 WHERE id = $1 \
+         RETURNING event_seq, (SELECT depth FROM runs WHERE id = $2)",
     )
     .bind(root_id.to_string())
     .bind(run_id.to_string())
-    .bind(kind)
-    .bind(data.to_string())
-    .bind(created_at)
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await?;
     let mut data = data.clone();
     if let Value::Object(map) = &mut data {
         map.insert("depth".into(), depth.into());
     }
+    sqlx::query(
+        "INSERT INTO events (root_id, seq, run_id, type, data, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(root_id.to_string())
+    .bind(seq)
+    .bind(run_id.to_string())
+    .bind(kind)
+    .bind(data.to_string())
+    .bind(created_at)
+    .execute(&mut *conn)
+    .await?;
     Ok(StoredEvent {
         root_id,
         run_id,
@@ -77,7 +85,7 @@ impl Store {
     ) -> StoreResult<Vec<StoredEvent>> {
         let rows = sqlx::query(
             "SELECT root_id, run_id, seq, type, data, created_at FROM events \
-             WHERE (root_id = ?1 OR run_id = ?1) AND seq > ?2 ORDER BY seq LIMIT ?3",
+             WHERE (root_id = $1 OR run_id = $1) AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(run_id.to_string())
         .bind(after_seq)
@@ -88,7 +96,7 @@ impl Store {
     }
 }
 
-fn event_from_row(row: &SqliteRow) -> StoreResult<StoredEvent> {
+fn event_from_row(row: &AnyRow) -> StoreResult<StoredEvent> {
     let data: String = row.try_get("data")?;
     Ok(StoredEvent {
         root_id: parse_id(row.try_get("root_id")?)?,

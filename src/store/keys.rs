@@ -1,7 +1,7 @@
 //! API keys: only their hashes are stored. Keys are revoked, never deleted, so "a key has
 //! existed" never goes back to false.
 
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{now_ms, Store, StoreError, StoreResult};
@@ -39,11 +39,11 @@ impl Store {
     pub async fn insert_key(&self, key: &NewKey) -> StoreResult<ApiKey> {
         let row = sqlx::query(&format!(
             "INSERT INTO api_keys (name, hash, admin, max_concurrent_runs, max_queued_runs, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
         ))
         .bind(&key.name)
         .bind(&key.hash)
-        .bind(key.admin)
+        .bind(key.admin as i64)
         .bind(key.max_concurrent_runs.map(i64::from))
         .bind(key.max_queued_runs.map(i64::from))
         .bind(now_ms())
@@ -69,7 +69,7 @@ impl Store {
     /// Revokes the key named `name` (a revoked key stays revoked); returns it.
     pub async fn revoke_key(&self, name: &str) -> StoreResult<ApiKey> {
         let row = sqlx::query(&format!(
-            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ? \
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE name = $2 \
              RETURNING {COLUMNS}"
         ))
         .bind(now_ms())
@@ -84,7 +84,7 @@ impl Store {
 
     /// The key whose hash this is, revoked or not.
     pub async fn key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKey>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE hash = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE hash = $1"))
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -93,20 +93,22 @@ impl Store {
 
     /// True once any key has been created, even if every key is revoked since.
     pub async fn any_key_exists(&self) -> StoreResult<bool> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys)")
-            .fetch_one(&self.pool)
-            .await?)
+        let keys: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM (SELECT 1 FROM api_keys LIMIT 1) k")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(keys > 0)
     }
 }
 
-fn key_from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
+fn key_from_row(row: &AnyRow) -> StoreResult<ApiKey> {
     let limit = |name: &str| -> StoreResult<Option<u32>> {
         Ok(row.try_get::<Option<i64>, _>(name)?.map(|n| n as u32))
     };
     Ok(ApiKey {
         id: KeyId(row.try_get("id")?),
         name: row.try_get("name")?,
-        admin: row.try_get("admin")?,
+        admin: row.try_get::<i64, _>("admin")? != 0,
         max_concurrent_runs: limit("max_concurrent_runs")?,
         max_queued_runs: limit("max_queued_runs")?,
         created_at: row.try_get("created_at")?,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{AnyConnection, Row};
 
 use super::events::{self, StoredEvent};
 use super::runs::{parse_id, RunRecord};
@@ -61,21 +61,25 @@ impl Store {
     ) -> StoreResult<Option<ClaimedRun>> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let claimed = sqlx::query(
-            "UPDATE runs SET status = 'running', lease_owner = ?1, lease_expires_at = ?2, \
-                 attempts = attempts + 1, started_at = COALESCE(started_at, ?3) \
+        if let Some(serialize) = self.sql.serialize_claims {
+            sqlx::query(serialize).fetch_one(&mut *tx).await?;
+        }
+        let claimed = sqlx::query(&format!(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+                 attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
              WHERE id = (SELECT q.id FROM runs q \
-                         WHERE (q.status = 'queued' OR (q.status = 'running' AND q.lease_expires_at < ?3)) \
-                           AND q.attempts < ?4 AND q.cancel_requested = 0 \
+                         WHERE (q.status = 'queued' OR (q.status = 'running' AND q.lease_expires_at < $3)) \
+                           AND q.attempts < $4 AND q.cancel_requested = 0 \
                            AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.session_id = q.session_id \
                                AND p.turn < q.turn AND p.status IN ('queued', 'running')) \
                            AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = q.owner_key \
-                               AND COALESCE(k.max_concurrent_runs, ?5) <= \
+                               AND COALESCE(k.max_concurrent_runs, $5) <= \
                                    (SELECT COUNT(*) FROM runs p WHERE p.owner_key = k.id \
                                     AND p.status = 'running' AND p.parent_id IS NULL AND p.id <> q.id)) \
-                         ORDER BY q.id LIMIT 1) \
-             RETURNING id, root_id, attempts, started_at < ?3 AS tried_before",
-        )
+                         ORDER BY q.id LIMIT 1{}) \
+             RETURNING id, root_id, attempts, CASE WHEN started_at < $3 THEN 1 ELSE 0 END AS tried_before",
+            self.sql.skip_locked
+        ))
         .bind(owner)
         .bind(now + ttl.as_millis() as i64)
         .bind(now)
@@ -93,12 +97,12 @@ impl Store {
         // mislead, and its children died with it. Its model calls stay, because they were
         // paid for. This is keyed on the run having started, not on `attempt`: a try handed
         // back on shutdown does not count (see `requeue_run`), yet it left records.
-        if row.try_get::<bool, _>("tried_before")? {
+        if row.try_get::<i64, _>("tried_before")? != 0 {
             let abandoned =
                 RunError::new("abandoned", "the tree was restarted after its worker died");
             close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
             for table in ["code_blocks", "iterations"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?"))
+                sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
                     .bind(id.to_string())
                     .execute(&mut *tx)
                     .await?;
@@ -125,8 +129,8 @@ impl Store {
         ttl: Duration,
     ) -> StoreResult<LeaseState> {
         let row = sqlx::query(
-            "UPDATE runs SET lease_expires_at = ? \
-             WHERE id = ? AND lease_owner = ? AND status = 'running' RETURNING cancel_requested",
+            "UPDATE runs SET lease_expires_at = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'running' RETURNING cancel_requested",
         )
         .bind(now_ms() + ttl.as_millis() as i64)
         .bind(id.to_string())
@@ -169,10 +173,11 @@ impl Store {
             ),
         };
         let mut tx = self.write_tx().await?;
+        self.lock_tree(&mut tx, root_id).await?;
         let updated = sqlx::query(
-            "UPDATE runs SET status = ?, answer = ?, finish_reason = ?, error_code = ?, \
-                 error_message = ?, finished_at = ?, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = ? AND lease_owner IS ? AND status = 'running'",
+            "UPDATE runs SET status = $1, answer = $2, finish_reason = $3, error_code = $4, \
+                 error_message = $5, finished_at = $6, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $7 AND lease_owner IS NOT DISTINCT FROM $8 AND status = 'running'",
         )
         .bind(status.as_str())
         .bind(&answer)
@@ -219,8 +224,8 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
-                 attempts = MAX(attempts - 1, 0) \
-             WHERE id = ? AND lease_owner = ? AND status = 'running'",
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         )
         .bind(id.to_string())
         .bind(owner)
@@ -243,17 +248,18 @@ impl Store {
     pub async fn reap_abandoned(&self, max_attempts: u32) -> StoreResult<Vec<StoredEvent>> {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "UPDATE runs SET \
                  status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'failed' END, \
                  error_code = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'worker_lost' END, \
                  error_message = CASE WHEN cancel_requested = 1 THEN 'the run was cancelled' \
                      ELSE 'the worker running this run stopped responding too many times' END, \
-                 finished_at = ?1, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE status = 'running' AND lease_expires_at < ?1 \
-               AND (attempts >= ?2 OR cancel_requested = 1) \
+                 finished_at = $1, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id IN (SELECT q.id FROM runs q WHERE q.status = 'running' \
+                 AND q.lease_expires_at < $1 AND (q.attempts >= $2 OR q.cancel_requested = 1){}) \
              RETURNING id, root_id, status, error_code, error_message",
-        )
+            self.sql.skip_locked
+        ))
         .bind(now)
         .bind(max_attempts as i64)
         .fetch_all(&mut *tx)
@@ -279,16 +285,16 @@ impl Store {
 /// Ends every still-running descendant of `id` (children live inside their root's job, so
 /// when a run ends, whatever it started ends too), with a terminal event each.
 async fn close_descendants(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     id: RunId,
     status: RunStatus,
     error: &RunError,
 ) -> StoreResult<Vec<StoredEvent>> {
     let rows = sqlx::query(
         "WITH RECURSIVE tree(id) AS ( \
-             SELECT id FROM runs WHERE parent_id = ?1 \
+             SELECT id FROM runs WHERE parent_id = $1 \
              UNION ALL SELECT r.id FROM runs r JOIN tree t ON r.parent_id = t.id) \
-         UPDATE runs SET status = ?2, error_code = ?3, error_message = ?4, finished_at = ?5 \
+         UPDATE runs SET status = $2, error_code = $3, error_message = $4, finished_at = $5 \
          WHERE id IN (SELECT id FROM tree) AND status = 'running' \
          RETURNING id, root_id",
     )

@@ -12,7 +12,7 @@ impl Store {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT r.id FROM runs r JOIN runs root ON root.id = r.root_id \
              WHERE r.status = 'running' AND root.status = 'running' \
-               AND root.lease_expires_at > ?",
+               AND root.lease_expires_at > $1",
         )
         .bind(now_ms())
         .fetch_all(&self.pool)

@@ -1,10 +1,13 @@
-//! Persistence: runs, their trajectories and their events, in SQLite through sqlx.
+//! Persistence: runs, their trajectories and their events, through sqlx, in SQLite (the
+//! embedded default, one node) or PostgreSQL (several nodes on one database).
 //!
 //! Each file owns the SQL of one concern: `runs` (submit, read, list, cancel), `lease`
 //! (claim, heartbeat, finish: everything a worker does to a job, fenced by its lease),
-//! `events` and `trajectory`.
+//! `events` and `trajectory`. That SQL is written once, in what both backends accept; the
+//! few statements that differ live in `dialect/sqlite.rs` and `dialect/postgres.rs`.
 
 mod comparisons;
+mod dialect;
 mod events;
 mod keys;
 mod lease;
@@ -15,10 +18,13 @@ mod trajectory;
 mod tree;
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
+
+use dialect::Dialect;
 
 pub use comparisons::Comparison;
 pub use events::StoredEvent;
@@ -28,6 +34,8 @@ pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Usage};
 pub use sessions::{SessionRecord, SessionStatus};
 pub use trajectory::{CodeBlockRecord, IterationRecord, LlmCallRecord, Trajectory, Write};
 pub use tree::total as total_usage;
+
+use crate::domain::RunId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,39 +55,53 @@ pub enum StoreError {
     NoSuchKey(String),
     #[error("the key already has {limit} runs queued")]
     QueueFull { limit: u32 },
+    #[error("DATABASE_URL must start with sqlite: or postgres:// (got {0:?})")]
+    UnknownBackend(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    sql: &'static Dialect,
 }
 
 impl Store {
-    /// Opens (creating if missing) the database and brings its schema up to date.
+    /// Opens the database that `database_url` names (a SQLite file is created if missing)
+    /// and brings its schema up to date.
     pub async fn connect(database_url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(database_url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(options)
-            .await?;
-        let store = Self { pool };
+        sqlx::any::install_default_drivers();
+        let sql = backend_of(database_url)?;
+        let pool = if sql.name == "sqlite" {
+            connect_sqlite(database_url).await?
+        } else {
+            AnyPoolOptions::new()
+                .max_connections(16)
+                .min_connections(1)
+                .connect(database_url)
+                .await?
+        };
+        let store = Self { pool, sql };
         store.migrate().await?;
         Ok(store)
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.pool).await?;
+        let migrator = match self.sql.name {
+            "sqlite" => &SQLITE_MIGRATIONS,
+            _ => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// Which backend this store is on: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.sql.name
     }
 
     /// True when the database answers a trivial query.
@@ -87,15 +109,65 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// A transaction that takes the write lock up front (waiting for it under the busy
-    /// timeout), so that it can never fail half-way on a snapshot another writer made stale.
-    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A transaction that writes (see the dialects for how each backend begins one).
+    async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self.pool.begin_with(self.sql.begin_write).await?)
+    }
+
+    /// Locks the tree rooted at `root_id` for the rest of the transaction (PostgreSQL; a
+    /// SQLite write transaction already holds the whole database).
+    async fn lock_tree(&self, conn: &mut sqlx::AnyConnection, root_id: RunId) -> StoreResult<()> {
+        if let Some(lock) = self.sql.lock_tree {
+            sqlx::query(lock)
+                .bind(root_id.to_string())
+                .fetch_optional(conn)
+                .await?;
+        }
+        Ok(())
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+fn backend_of(database_url: &str) -> StoreResult<&'static Dialect> {
+    if database_url.starts_with("sqlite:") {
+        Ok(&dialect::SQLITE)
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(&dialect::POSTGRES)
+    } else {
+        let scheme = database_url.split(':').next().unwrap_or_default();
+        Err(StoreError::UnknownBackend(scheme.to_string()))
+    }
+}
+
+/// SQLite through the `Any` driver, which takes only a URL: the file is created (in WAL
+/// mode, which the file keeps) with the native driver first, and each pooled connection
+/// gets its per-connection settings as it opens.
+async fn connect_sqlite(database_url: &str) -> StoreResult<AnyPool> {
+    let mut create = SqliteConnectOptions::from_str(database_url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .connect()
+        .await?;
+    create.execute("SELECT 1").await?;
+    create.close().await?;
+    Ok(AnyPoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                     PRAGMA synchronous = NORMAL;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(database_url)
+        .await?)
 }
 
 /// Milliseconds since the Unix epoch: how every time is stored.

@@ -1,8 +1,8 @@
 //! Submitting, reading, listing and cancelling runs.
 
 use serde_json::json;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::events::{self, StoredEvent};
 use super::keys::KeyId;
@@ -107,16 +107,20 @@ pub enum CancelOutcome {
     AlreadyFinished(RunStatus),
 }
 
-// Usage is summed from the calls themselves, so it can never drift from them, in one pass
-// over the run's calls.
-pub(super) const RUN_COLUMNS: &str =
-    "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
-    r.answer, r.finish_reason, r.error_code, r.error_message, r.attempts, r.cancel_requested, \
-    r.created_at, r.started_at, r.finished_at, r.session_id, r.turn, r.owner_key, \
-    (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
-    (SELECT json_array(TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), \
-         TOTAL(reasoning_tokens), COUNT(*), TOTAL(cost_usd)) \
-     FROM llm_calls c WHERE c.run_id = r.id) AS usage";
+impl Store {
+    /// The columns `run_from_row` reads, from `runs r`. Usage is summed from the calls
+    /// themselves, so it can never drift from them, in one pass over the run's calls.
+    pub(super) fn run_columns(&self) -> String {
+        format!(
+            "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
+             r.answer, r.finish_reason, r.error_code, r.error_message, r.attempts, \
+             r.cancel_requested, r.created_at, r.started_at, r.finished_at, r.session_id, r.turn, \
+             r.owner_key, (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
+             {} AS usage",
+            self.sql.run_usage
+        )
+    }
+}
 
 impl Store {
     /// Stores a run as `queued`, with its context and its first event, in one transaction.
@@ -143,7 +147,7 @@ impl Store {
         let mut tx = self.write_tx().await?;
         if let (Some(limit), Some(owner)) = (max_queued, runs.first().and_then(|r| r.owner)) {
             let queued: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM runs WHERE owner_key = ? AND status = 'queued'",
+                "SELECT COUNT(*) FROM runs WHERE owner_key = $1 AND status = 'queued'",
             )
             .bind(owner.0)
             .fetch_one(&mut *tx)
@@ -170,7 +174,7 @@ impl Store {
     }
 
     pub async fn get_run(&self, id: RunId) -> StoreResult<Option<RunRecord>> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = ?");
+        let sql = format!("SELECT {} FROM runs r WHERE r.id = $1", self.run_columns());
         let row = sqlx::query(&sql)
             .bind(id.to_string())
             .fetch_optional(&self.pool)
@@ -181,10 +185,11 @@ impl Store {
     /// Root runs, newest first.
     pub async fn list_runs(&self, filter: &ListFilter) -> StoreResult<Vec<RunRecord>> {
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs r \
-             WHERE r.parent_id IS NULL AND (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.id < ?2) \
-               AND (?5 IS NULL OR r.owner_key = ?5) \
-             ORDER BY r.id DESC LIMIT ?3 OFFSET ?4"
+            "SELECT {} FROM runs r \
+             WHERE r.parent_id IS NULL AND ($1 IS NULL OR r.status = $1) AND ($2 IS NULL OR r.id < $2) \
+               AND ($5 IS NULL OR r.owner_key = $5) \
+             ORDER BY r.id DESC LIMIT $3 OFFSET $4",
+            self.run_columns()
         );
         let rows = sqlx::query(&sql)
             .bind(filter.status.map(RunStatus::as_str))
@@ -200,7 +205,7 @@ impl Store {
     /// The context of a run, as the JSON text it was submitted as.
     pub async fn load_context(&self, id: RunId) -> StoreResult<String> {
         let context: Option<String> =
-            sqlx::query_scalar("SELECT context FROM run_contexts WHERE run_id = ?")
+            sqlx::query_scalar("SELECT context FROM run_contexts WHERE run_id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -211,9 +216,9 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
         let cancelled_queued = sqlx::query(
-            "UPDATE runs SET status = 'cancelled', finished_at = ?, cancel_requested = 1, \
+            "UPDATE runs SET status = 'cancelled', finished_at = $1, cancel_requested = 1, \
              error_code = 'cancelled', error_message = 'cancelled before it started' \
-             WHERE id = ? AND status = 'queued' RETURNING root_id",
+             WHERE id = $2 AND status = 'queued' RETURNING root_id",
         )
         .bind(now)
         .bind(id.to_string())
@@ -226,12 +231,13 @@ impl Store {
             tx.commit().await?;
             return Ok(CancelOutcome::CancelledQueued(event));
         }
-        let requested =
-            sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status = 'running'")
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let requested = sqlx::query(
+            "UPDATE runs SET cancel_requested = 1 WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         if requested == 1 {
             return Ok(CancelOutcome::Requested);
@@ -245,7 +251,7 @@ impl Store {
 
 /// Inserts one run, its context and its first event inside the caller's transaction.
 async fn insert(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run: &NewRun,
     status: RunStatus,
 ) -> StoreResult<(RunRecord, StoredEvent)> {
@@ -258,7 +264,7 @@ async fn insert(
     sqlx::query(
         "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at, \
              started_at, attempts, session_id, turn, owner_key) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(run.id.to_string())
     .bind(run.root_id.to_string())
@@ -275,7 +281,7 @@ async fn insert(
     .bind(run.owner.map(|k| k.0))
     .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES (?, ?)")
+    sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES ($1, $2)")
         .bind(run.id.to_string())
         .bind(&run.context_json)
         .execute(&mut *conn)
@@ -313,7 +319,7 @@ pub(super) fn parse_id(text: String) -> StoreResult<RunId> {
         .map_err(|_| StoreError::Corrupt(format!("bad run id {text:?}")))
 }
 
-pub(super) fn run_from_row(row: &SqliteRow) -> StoreResult<RunRecord> {
+pub(super) fn run_from_row(row: &AnyRow) -> StoreResult<RunRecord> {
     let status: String = row.try_get("status")?;
     let spec: String = row.try_get("spec")?;
     let error_code: Option<String> = row.try_get("error_code")?;
@@ -365,14 +371,10 @@ fn usage_from_json(text: &str) -> StoreResult<Usage> {
 }
 
 /// Takes the next turn number of an open session (and marks it used).
-async fn next_turn(
-    conn: &mut sqlx::SqliteConnection,
-    session: RunId,
-    now: i64,
-) -> StoreResult<u32> {
+async fn next_turn(conn: &mut AnyConnection, session: RunId, now: i64) -> StoreResult<u32> {
     let turn: Option<i64> = sqlx::query_scalar(
-        "UPDATE sessions SET turns = turns + 1, last_used_at = ? \
-         WHERE id = ? AND status = 'open' RETURNING turns - 1",
+        "UPDATE sessions SET turns = turns + 1, last_used_at = $1 \
+         WHERE id = $2 AND status = 'open' RETURNING turns - 1",
     )
     .bind(now)
     .bind(session.to_string())

@@ -1,7 +1,7 @@
 //! Sessions: a sequence of runs (turns) that share one REPL namespace.
 
 use serde_json::{json, Value};
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::events::{self, StoredEvent};
@@ -45,7 +45,7 @@ impl Store {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO sessions (id, status, idle_timeout_ms, metadata, created_at, last_used_at, \
-                 owner_key) VALUES (?, 'open', ?, ?, ?, ?, ?) RETURNING {COLUMNS}"
+                 owner_key) VALUES ($1, 'open', $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
         ))
         .bind(id.to_string())
         .bind(idle_timeout_ms)
@@ -59,7 +59,7 @@ impl Store {
     }
 
     pub async fn get_session(&self, id: RunId) -> StoreResult<Option<SessionRecord>> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM sessions WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?;
@@ -69,7 +69,7 @@ impl Store {
     /// The session's runs, by turn: id and status.
     pub async fn session_runs(&self, id: RunId) -> StoreResult<Vec<(u32, RunId, String)>> {
         let rows =
-            sqlx::query("SELECT turn, id, status FROM runs WHERE session_id = ? ORDER BY turn")
+            sqlx::query("SELECT turn, id, status FROM runs WHERE session_id = $1 ORDER BY turn")
                 .bind(id.to_string())
                 .fetch_all(&self.pool)
                 .await?;
@@ -88,7 +88,7 @@ impl Store {
     pub async fn session_contexts(&self, id: RunId, turn: u32) -> StoreResult<Vec<(u32, String)>> {
         let rows = sqlx::query(
             "SELECT r.turn, c.context FROM runs r JOIN run_contexts c ON c.run_id = r.id \
-             WHERE r.session_id = ? AND r.turn < ? ORDER BY r.turn",
+             WHERE r.session_id = $1 AND r.turn < $2 ORDER BY r.turn",
         )
         .bind(id.to_string())
         .bind(turn as i64)
@@ -105,7 +105,7 @@ impl Store {
     }
 
     pub async fn touch_session(&self, id: RunId) -> StoreResult<()> {
-        sqlx::query("UPDATE sessions SET last_used_at = ? WHERE id = ? AND status = 'open'")
+        sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND status = 'open'")
             .bind(now_ms())
             .bind(id.to_string())
             .execute(&self.pool)
@@ -122,7 +122,7 @@ impl Store {
         let now = now_ms();
         let mut tx = self.write_tx().await?;
         let closed = sqlx::query(
-            "UPDATE sessions SET status = ?, closed_at = ? WHERE id = ? AND status = 'open'",
+            "UPDATE sessions SET status = $1, closed_at = $2 WHERE id = $3 AND status = 'open'",
         )
         .bind(match status {
             SessionStatus::Expired => "expired",
@@ -137,9 +137,9 @@ impl Store {
             return Ok(None);
         }
         let rows = sqlx::query(
-            "UPDATE runs SET status = 'cancelled', finished_at = ?, error_code = 'cancelled', \
+            "UPDATE runs SET status = 'cancelled', finished_at = $1, error_code = 'cancelled', \
                  error_message = 'its session was closed' \
-             WHERE session_id = ? AND status = 'queued' RETURNING id, root_id",
+             WHERE session_id = $2 AND status = 'queued' RETURNING id, root_id",
         )
         .bind(now)
         .bind(id.to_string())
@@ -161,7 +161,7 @@ impl Store {
     pub async fn idle_sessions(&self) -> StoreResult<Vec<RunId>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "SELECT s.id FROM sessions s WHERE s.status = 'open' \
-               AND s.last_used_at + s.idle_timeout_ms < ? \
+               AND s.last_used_at + s.idle_timeout_ms < $1 \
                AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.session_id = s.id \
                                AND r.status IN ('queued', 'running'))",
         )
@@ -172,7 +172,7 @@ impl Store {
     }
 }
 
-fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
+fn session_from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
     let status: String = row.try_get("status")?;
     let metadata: String = row.try_get("metadata")?;
     Ok(SessionRecord {

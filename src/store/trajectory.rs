@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::events::{self, StoredEvent};
 use super::{Store, StoreResult};
@@ -96,7 +96,7 @@ impl Store {
         let id = run_id.to_string();
         let iterations = sqlx::query(
             "SELECT idx, reply, model_ms, exec_ms, started_at, finished_at FROM iterations \
-             WHERE run_id = ? ORDER BY idx",
+             WHERE run_id = $1 ORDER BY idx",
         )
         .bind(&id)
         .fetch_all(&self.pool)
@@ -106,7 +106,7 @@ impl Store {
         .collect::<Result<_, _>>()?;
         let code_blocks = sqlx::query(
             "SELECT iteration, idx, code, stdout, stderr, error, timed_out, duration_ms \
-             FROM code_blocks WHERE run_id = ? ORDER BY iteration, idx",
+             FROM code_blocks WHERE run_id = $1 ORDER BY iteration, idx",
         )
         .bind(&id)
         .fetch_all(&self.pool)
@@ -117,7 +117,7 @@ impl Store {
         let llm_calls = sqlx::query(
             "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
                  output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at \
-             FROM llm_calls WHERE run_id = ? ORDER BY id",
+             FROM llm_calls WHERE run_id = $1 ORDER BY id",
         )
         .bind(&id)
         .fetch_all(&self.pool)
@@ -133,7 +133,7 @@ impl Store {
     }
 }
 
-fn iteration_from_row(row: &SqliteRow) -> Result<IterationRecord, sqlx::Error> {
+fn iteration_from_row(row: &AnyRow) -> Result<IterationRecord, sqlx::Error> {
     Ok(IterationRecord {
         index: row.try_get::<i64, _>("idx")? as u32,
         reply: row.try_get("reply")?,
@@ -144,7 +144,7 @@ fn iteration_from_row(row: &SqliteRow) -> Result<IterationRecord, sqlx::Error> {
     })
 }
 
-fn code_block_from_row(row: &SqliteRow) -> Result<CodeBlockRecord, sqlx::Error> {
+fn code_block_from_row(row: &AnyRow) -> Result<CodeBlockRecord, sqlx::Error> {
     Ok(CodeBlockRecord {
         iteration: row.try_get::<i64, _>("iteration")? as u32,
         index: row.try_get::<i64, _>("idx")? as u32,
@@ -152,12 +152,12 @@ fn code_block_from_row(row: &SqliteRow) -> Result<CodeBlockRecord, sqlx::Error> 
         stdout: row.try_get("stdout")?,
         stderr: row.try_get("stderr")?,
         error: row.try_get("error")?,
-        timed_out: row.try_get("timed_out")?,
+        timed_out: row.try_get::<i64, _>("timed_out")? != 0,
         duration_ms: row.try_get("duration_ms")?,
     })
 }
 
-fn llm_call_from_row(row: &SqliteRow) -> Result<LlmCallRecord, sqlx::Error> {
+fn llm_call_from_row(row: &AnyRow) -> Result<LlmCallRecord, sqlx::Error> {
     Ok(LlmCallRecord {
         attempt: row.try_get::<i64, _>("attempt")? as u32,
         iteration: row
@@ -180,13 +180,13 @@ fn llm_call_from_row(row: &SqliteRow) -> Result<LlmCallRecord, sqlx::Error> {
 }
 
 async fn insert_iteration(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: RunId,
     it: &IterationRecord,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO iterations (run_id, idx, reply, model_ms, exec_ms, started_at, finished_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(run_id.to_string())
     .bind(it.index as i64)
@@ -201,13 +201,13 @@ async fn insert_iteration(
 }
 
 async fn insert_code_block(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: RunId,
     block: &CodeBlockRecord,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO code_blocks (run_id, iteration, idx, code, stdout, stderr, error, timed_out, duration_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(run_id.to_string())
     .bind(block.iteration as i64)
@@ -216,7 +216,7 @@ async fn insert_code_block(
     .bind(&block.stdout)
     .bind(&block.stderr)
     .bind(&block.error)
-    .bind(block.timed_out)
+    .bind(block.timed_out as i64)
     .bind(block.duration_ms)
     .execute(conn)
     .await?;
@@ -224,7 +224,7 @@ async fn insert_code_block(
 }
 
 async fn insert_llm_call(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     run_id: RunId,
     call: &LlmCallRecord,
 ) -> StoreResult<()> {
@@ -232,7 +232,7 @@ async fn insert_llm_call(
         "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
              reply, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, \
              error, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
     )
     .bind(run_id.to_string())
     .bind(call.attempt as i64)

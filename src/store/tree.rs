@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use super::runs::{run_from_row, RunRecord, Usage, RUN_COLUMNS};
+use super::runs::{run_from_row, RunRecord, Usage};
 use super::{Store, StoreResult};
 use crate::domain::RunId;
 
@@ -13,10 +13,11 @@ impl Store {
     pub async fn descendants(&self, id: RunId) -> StoreResult<Vec<RunRecord>> {
         let sql = format!(
             "WITH RECURSIVE tree(id, depth) AS ( \
-                 SELECT id, depth FROM runs WHERE parent_id = ?1 \
+                 SELECT id, depth FROM runs WHERE parent_id = $1 \
                  UNION ALL SELECT r.id, r.depth FROM runs r JOIN tree t ON r.parent_id = t.id) \
-             SELECT {RUN_COLUMNS} FROM runs r WHERE r.id IN (SELECT id FROM tree) \
-             ORDER BY r.depth, r.id"
+             SELECT {} FROM runs r WHERE r.id IN (SELECT id FROM tree) \
+             ORDER BY r.depth, r.id",
+            self.run_columns()
         );
         let rows = sqlx::query(&sql)
             .bind(id.to_string())
@@ -32,13 +33,16 @@ impl Store {
         whole_tree: bool,
     ) -> StoreResult<BTreeMap<String, Usage>> {
         let scope = if whole_tree {
-            "c.run_id IN (SELECT id FROM runs WHERE root_id = ?)"
+            "c.run_id IN (SELECT id FROM runs WHERE root_id = $1)"
         } else {
-            "c.run_id = ?"
+            "c.run_id = $1"
         };
         let sql = format!(
-            "SELECT c.model, SUM(c.input_tokens) AS input_tokens, SUM(c.output_tokens) AS output_tokens, \
-                 SUM(c.cached_tokens) AS cached_tokens, SUM(c.reasoning_tokens) AS reasoning_tokens, COUNT(*) AS llm_calls, TOTAL(c.cost_usd) AS cost_usd \
+            "SELECT c.model, CAST(SUM(c.input_tokens) AS BIGINT) AS input_tokens, \
+                 CAST(SUM(c.output_tokens) AS BIGINT) AS output_tokens, \
+                 CAST(SUM(c.cached_tokens) AS BIGINT) AS cached_tokens, \
+                 CAST(SUM(c.reasoning_tokens) AS BIGINT) AS reasoning_tokens, COUNT(*) AS llm_calls, \
+                 SUM(c.cost_usd) AS cost_usd \
              FROM llm_calls c WHERE {scope} GROUP BY c.model"
         );
         let rows = sqlx::query(&sql)
@@ -63,7 +67,7 @@ impl Store {
     /// How many runs the tree rooted at `root_id` has, itself included.
     pub async fn tree_size(&self, root_id: RunId) -> StoreResult<i64> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE root_id = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE root_id = $1")
                 .bind(root_id.to_string())
                 .fetch_one(&self.pool)
                 .await?,

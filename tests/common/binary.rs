@@ -27,10 +27,7 @@ impl Server {
         let mut process = Command::new(env!("CARGO_BIN_EXE_rlmd"))
             .arg("serve")
             .env("RLM_BIND", "127.0.0.1:0")
-            .env(
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.join("rlmd.db").display()),
-            )
+            .env("DATABASE_URL", super::database::fresh_url(dir))
             .env("RLM_SCRATCH_DIR", dir.join("scratch"))
             .env("OPENAI_API_KEY", TEST_API_KEY)
             .env("OPENAI_BASE_URL", &model.base_url)

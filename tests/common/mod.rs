@@ -1,9 +1,11 @@
-//! `spawn_app()`: the real rlmd on port 0 with a fresh SQLite database, talking to a
-//! scripted fake model; plus small helpers that read like what a user does.
+//! `spawn_app()`: the real rlmd on port 0 with a fresh database (SQLite, or PostgreSQL when
+//! `RLMD_TEST_BACKEND=postgres`: see `database`), talking to a scripted fake model; plus
+//! small helpers that read like what a user does.
 
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod database;
 pub mod fake_http;
 pub mod fake_model;
 
@@ -23,7 +25,9 @@ pub const TEST_API_KEY: &str = "sk-test-4f8a1c9e-never-leak-me";
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The SQLite file, when the suite runs on SQLite.
     pub db_path: std::path::PathBuf,
+    pub database_url: String,
     pub scratch: std::path::PathBuf,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -46,20 +50,34 @@ pub async fn spawn_app(model: &FakeModel) -> TestApp {
 /// Boots rlmd with the test defaults, overridden by `vars`.
 pub async fn spawn_app_with(model: &FakeModel, vars: &[(&str, &str)]) -> TestApp {
     let dir = tempdir_for_repls();
-    let db_path = dir.path().join("rlmd.db");
-    boot(model, vars, dir, db_path).await
+    let database_url = database::fresh_url(dir.path());
+    boot(model, vars, dir, database_url).await
+}
+
+/// Boots rlmd on a SQLite file whatever the suite's backend: for tests about that file
+/// (a REPL must not be able to open it).
+pub async fn spawn_app_on_sqlite(model: &FakeModel, vars: &[(&str, &str)]) -> TestApp {
+    let dir = tempdir_for_repls();
+    let database_url = format!("sqlite://{}", dir.path().join("rlmd.db").display());
+    boot(model, vars, dir, database_url).await
+}
+
+/// Boots another node on the database of `app` (several nodes share one PostgreSQL).
+pub async fn spawn_node(model: &FakeModel, vars: &[(&str, &str)], database_url: &str) -> TestApp {
+    boot(model, vars, tempdir_for_repls(), database_url.to_string()).await
 }
 
 async fn boot(
     model: &FakeModel,
     vars: &[(&str, &str)],
     dir: tempfile::TempDir,
-    db_path: std::path::PathBuf,
+    database_url: String,
 ) -> TestApp {
     let scratch = dir.path().join("scratch");
+    let db_path = dir.path().join("rlmd.db");
     let mut env: HashMap<String, String> = [
         ("RLM_BIND", "127.0.0.1:0".to_string()),
-        ("DATABASE_URL", format!("sqlite://{}", db_path.display())),
+        ("DATABASE_URL", database_url.clone()),
         ("OPENAI_API_KEY", TEST_API_KEY.to_string()),
         ("OPENAI_BASE_URL", model.base_url.clone()),
         ("RLM_REPL_PROGRAM", env!("CARGO_BIN_EXE_rlmd").to_string()),
@@ -84,6 +102,7 @@ async fn boot(
         address,
         client: reqwest::Client::new(),
         db_path,
+        database_url,
         scratch,
         shutdown,
         server: Some(server),
@@ -226,8 +245,9 @@ impl TestApp {
     }
 
     async fn open_store(&self) -> rlmd::store::Store {
-        let url = format!("sqlite://{}", self.db_path.display());
-        rlmd::store::Store::connect(&url).await.unwrap()
+        rlmd::store::Store::connect(&self.database_url)
+            .await
+            .unwrap()
     }
 
     /// Sends `method path` (with a JSON body, if any) as the holder of `key`; the status,
@@ -276,6 +296,11 @@ impl TestApp {
     }
 
     /// Stops the server gracefully and waits for it.
+    /// A pool on this server's database (SQL in `$1` placeholders, as both backends take).
+    pub async fn db(&self) -> sqlx::AnyPool {
+        database::pool(&self.database_url).await
+    }
+
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
@@ -287,7 +312,7 @@ impl TestApp {
     pub async fn restart(mut self, model: &FakeModel, vars: &[(&str, &str)]) -> TestApp {
         self.stop().await;
         let dir = std::mem::replace(&mut self._dir, tempdir_for_repls());
-        boot(model, vars, dir, self.db_path.clone()).await
+        boot(model, vars, dir, self.database_url.clone()).await
     }
 }
 
