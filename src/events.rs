@@ -6,11 +6,28 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use crate::domain::RunId;
 use crate::store::StoredEvent;
+
+/// What the bus carries.
+#[derive(Debug)]
+pub enum Live {
+    /// An event this node stored, whole.
+    Event(StoredEvent),
+    /// An event another node stored (PostgreSQL): which one; its data is in the store.
+    Elsewhere {
+        root_id: RunId,
+        run_id: RunId,
+        seq: i64,
+    },
+    /// Notices from other nodes may have been missed (the listening connection dropped):
+    /// every stream should re-read the store.
+    Resync,
+}
 
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<Arc<StoredEvent>>,
+    sender: broadcast::Sender<Arc<Live>>,
 }
 
 impl EventBus {
@@ -20,11 +37,15 @@ impl EventBus {
     }
 
     pub fn publish(&self, event: StoredEvent) {
-        // No subscribers is the common case, not an error.
-        let _ = self.sender.send(Arc::new(event));
+        self.send(Live::Event(event));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+    pub fn send(&self, live: Live) {
+        // No subscribers is the common case, not an error.
+        let _ = self.sender.send(Arc::new(live));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Live>> {
         self.sender.subscribe()
     }
 }

@@ -160,7 +160,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let shutdown = self.state.shutdown.clone();
         let tracker = TaskTracker::new();
-        self.pool.spawn(&tracker, shutdown.clone());
+        let signals = match self.state.store.signals().await {
+            Ok(signals) => signals,
+            Err(error) => {
+                // Polling still finds everything, only later.
+                tracing::warn!(%error, "cannot listen to other nodes; falling back to polling");
+                None
+            }
+        };
+        self.pool.spawn(&tracker, shutdown.clone(), signals);
         tracing::info!(address = %self.listener.local_addr()?, workers = self.config.workers, "rlmd is serving");
         let router = api::router(
             self.state.clone(),

@@ -1,9 +1,9 @@
 //! `GET /v1/runs/{id}/events`: Server-Sent Events. Replays the stored events after
 //! `Last-Event-ID` (or `?after=`), then follows live, and closes after the run's terminal
 //! event (at once if the run had ended and the client already has that event). The
-//! database is the source of truth: whenever the live feed skips a number, lags, or is
-//! quiet for a second, the stream re-reads from the store, so no event is lost
-//! and none is sent twice.
+//! database is the source of truth: whenever the live feed skips a number, lags, reports
+//! an event another node stored, or is quiet for a second, the stream re-reads from the
+//! store, so no event is lost and none is sent twice.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -26,6 +26,7 @@ use super::json::ApiQuery;
 use super::runs::load_run;
 use super::{views, AppState};
 use crate::domain::RunId;
+use crate::events::Live;
 use crate::store::{Store, StoredEvent};
 
 const REPLAY_BATCH: u32 = 500;
@@ -87,7 +88,7 @@ fn sse_event(event: &StoredEvent) -> Event {
 
 struct Follower {
     store: Store,
-    live: broadcast::Receiver<Arc<StoredEvent>>,
+    live: broadcast::Receiver<Arc<Live>>,
     run_id: RunId,
     last_seq: i64,
     pending: VecDeque<StoredEvent>,
@@ -101,6 +102,11 @@ struct Follower {
 }
 
 impl Follower {
+    /// Whether an event of `run_id`, in the tree `root_id`, belongs on this stream.
+    fn follows(&self, root_id: RunId, run_id: RunId) -> bool {
+        run_id == self.run_id || root_id == self.run_id
+    }
+
     async fn next(&mut self) -> Option<StoredEvent> {
         loop {
             if let Some(event) = self.pending.pop_front() {
@@ -137,14 +143,20 @@ impl Follower {
                 }
             }
             tokio::select! {
-                received = self.live.recv() => match received {
-                    Ok(event) if event.run_id == self.run_id || event.root_id == self.run_id => {
+                received = self.live.recv() => match received.as_deref() {
+                    Ok(Live::Event(event)) if self.follows(event.root_id, event.run_id) => {
                         if event.seq == self.last_seq + 1 {
-                            self.pending.push_back((*event).clone());
+                            self.pending.push_back(event.clone());
                         } else if event.seq > self.last_seq {
                             self.reread = true;
                         }
                     }
+                    Ok(Live::Elsewhere { root_id, run_id, seq }) => {
+                        if self.follows(*root_id, *run_id) && *seq > self.last_seq {
+                            self.reread = true;
+                        }
+                    }
+                    Ok(Live::Resync) => self.reread = true,
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => self.reread = true,
                     Err(RecvError::Closed) => return None,

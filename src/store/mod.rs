@@ -14,10 +14,12 @@ mod lease;
 mod live;
 mod runs;
 mod sessions;
+mod signals;
 mod trajectory;
 mod tree;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::AnyPoolOptions;
@@ -32,6 +34,7 @@ pub use keys::{ApiKey, KeyId, NewKey};
 pub use lease::{ClaimedRun, Finish, LeaseState};
 pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Usage};
 pub use sessions::{SessionRecord, SessionStatus};
+pub use signals::{Signal, Signals};
 pub use trajectory::{CodeBlockRecord, IterationRecord, LlmCallRecord, Trajectory, Write};
 pub use tree::total as total_usage;
 
@@ -68,6 +71,10 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 pub struct Store {
     pool: AnyPool,
     sql: &'static Dialect,
+    /// The URL connected to (with, on PostgreSQL, this node's name as application_name).
+    url: Arc<str>,
+    /// On PostgreSQL, this node's name: the notices its transactions send carry it.
+    node: Option<Arc<str>>,
 }
 
 impl Store {
@@ -76,16 +83,29 @@ impl Store {
     pub async fn connect(database_url: &str) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let sql = backend_of(database_url)?;
-        let pool = if sql.name == "sqlite" {
-            connect_sqlite(database_url).await?
+        let (pool, url, node) = if sql.name == "sqlite" {
+            (
+                connect_sqlite(database_url).await?,
+                database_url.into(),
+                None,
+            )
         } else {
-            AnyPoolOptions::new()
+            let node = format!("rlmd-{:016x}", fastrand::u64(..));
+            let separator = if database_url.contains('?') { '&' } else { '?' };
+            let url = format!("{database_url}{separator}application_name={node}");
+            let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .min_connections(1)
-                .connect(database_url)
-                .await?
+                .connect(&url)
+                .await?;
+            (pool, url.into(), Some(node.into()))
         };
-        let store = Self { pool, sql };
+        let store = Self {
+            pool,
+            sql,
+            url,
+            node,
+        };
         store.migrate().await?;
         Ok(store)
     }

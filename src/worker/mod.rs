@@ -2,6 +2,7 @@
 //! under a renewed lease, and record how they ended.
 
 mod control;
+mod signals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,13 +53,22 @@ impl WorkerPool {
         }
     }
 
-    /// Starts the workers and the reaper on `tracker`; they stop claiming when `shutdown`
-    /// fires, and finish (or hand back) what they hold.
-    pub fn spawn(&self, tracker: &TaskTracker, shutdown: CancellationToken) {
+    /// Starts the workers and the reaper on `tracker`, and on PostgreSQL the listener
+    /// to other nodes (`signals`); they stop claiming when `shutdown` fires, and finish (or
+    /// hand back) what they hold.
+    pub fn spawn(
+        &self,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+        signals: Option<crate::store::Signals>,
+    ) {
         for index in 0..self.settings.workers {
             let pool = self.clone();
             let owner = format!("{}-{index}", self.node);
             tracker.spawn(pool.work(owner, shutdown.clone()));
+        }
+        if let Some(signals) = signals {
+            tracker.spawn(self.clone().follow_other_nodes(signals, shutdown.clone()));
         }
         tracker.spawn(self.clone().reap(shutdown));
     }
