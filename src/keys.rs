@@ -84,7 +84,12 @@ pub async fn create(
 
 /// The stored form of a key: hex SHA-256.
 pub fn hash(key: &str) -> String {
-    hex(&Sha256::digest(key.as_bytes()))
+    sha256_hex(key)
+}
+
+/// The hex SHA-256 of `text`.
+pub fn sha256_hex(text: &str) -> String {
+    hex(&Sha256::digest(text.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

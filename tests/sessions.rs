@@ -216,29 +216,58 @@ async fn an_idle_session_expires_and_its_repl_is_freed() {
 }
 
 #[tokio::test]
-async fn after_a_restart_a_session_gets_its_contexts_back_but_not_its_variables() {
-    let model = FakeModel::with_script(Duration::ZERO, prompt_is_code()).await;
+async fn after_a_restart_a_session_gets_its_variables_back_by_replay() {
+    let model = FakeModel::with_script(Duration::ZERO, |request, _| {
+        if !request.is_root() {
+            return text(format!("sub:{}", request.last_user_text()));
+        }
+        prompt_is_code()(request, 0)
+    })
+    .await;
     let app = spawn_app(&model).await;
     let session = open_session(&app, json!({})).await;
     let first = turn(
         &app,
         &session,
-        "x = 1\nanswer['content'] = 'set'\nanswer['ready'] = True",
+        "x = 1\nnote = llm_query('remember ' + context)\nanswer['content'] = 'set'\nanswer['ready'] = True",
         "a",
     )
     .await;
     app.wait_for_end(&first).await;
-
-    let app = app.restart(&model, &[]).await;
     let second = turn(
         &app,
         &session,
-        "answer['content'] = f\"{context_0} {context_1} {'x' in globals()}\"\nanswer['ready'] = True",
+        "x += 1\nanswer['content'] = str(x)\nanswer['ready'] = True",
         "b",
     )
     .await;
-    let run = app.wait_for_end(&second).await;
+    assert_eq!(app.wait_for_end(&second).await["answer"], "2");
+    let calls_before = model.requests().len();
+
+    let app = app.restart(&model, &[]).await;
+    let third = turn(
+        &app,
+        &session,
+        "x += 1\nanswer['content'] = f\"{x} {note} {context_0} {context_1} {context} {len(history_0)} {len(history_1)}\"\nanswer['ready'] = True",
+        "c",
+    )
+    .await;
+    let run = app.wait_for_end(&third).await;
 
     assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(run["answer"], "a b False");
+    // x went 1, 2 in the turns before the restart: their code ran again, the sub-call's
+    // reply came from the record.
+    assert_eq!(run["answer"], "3 sub:remember a a b c 2 2");
+    assert_eq!(
+        model.requests().len(),
+        calls_before + 1,
+        "only the new turn's call is made"
+    );
+    let events = app.events(&third, None).await;
+    let restored: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "session.restored")
+        .collect();
+    assert_eq!(restored.len(), 1, "{events:?}");
+    assert_eq!(restored[0].data["data"]["turns"], 2);
 }

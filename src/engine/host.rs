@@ -9,10 +9,15 @@ use serde_json::{json, Value};
 
 use super::calls::charged_call;
 use super::recorder::CallInfo;
+use super::replay::prompt_hash;
 use super::{Engine, Parent};
 use crate::providers::{prompt_chars, Message, ProviderHandle};
 use crate::repl::{Host, HostCall};
 use crate::store::StoreError;
+
+/// What replayed code gets for a call its turn did not make the first time.
+pub const NOT_REPLAYED: &str =
+    "Error: this call was not made when the turn first ran, so it is not made while replaying it";
 
 pub struct SubcallHost<'a> {
     pub engine: &'a Engine,
@@ -24,6 +29,9 @@ pub struct SubcallHost<'a> {
     pub block: usize,
     /// Where the code's latest draft answer is kept.
     pub draft: &'a Mutex<Option<String>>,
+    /// The block is a resumed run's recorded block, run again: its events went out the
+    /// first time.
+    pub replaying: bool,
 }
 
 impl Host for SubcallHost<'_> {
@@ -55,6 +63,9 @@ impl Host for SubcallHost<'_> {
     }
 
     fn output(&self, stream: &str, text: &str) {
+        if self.replaying {
+            return;
+        }
         self.parent.recorder.emit(
             "code.output",
             json!({"iteration": self.iteration, "block": self.block, "stream": stream, "text": text}),
@@ -74,10 +85,12 @@ impl SubcallHost<'_> {
         let recorder = self.parent.recorder;
         let started = Instant::now();
         let count = prompts.len();
-        recorder.emit(
-            "subcalls.started",
-            json!({"iteration": self.iteration, "count": count, "model": model}),
-        );
+        if !self.replaying {
+            recorder.emit(
+                "subcalls.started",
+                json!({"iteration": self.iteration, "count": count, "model": model}),
+            );
+        }
         let calls = stream::iter(prompts)
             .map(|prompt| self.one(prompt, model))
             .buffered(self.max_concurrent())
@@ -90,12 +103,26 @@ impl SubcallHost<'_> {
             "failed": failed,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
-        recorder.emit("subcalls.finished", data);
+        if !self.replaying {
+            recorder.emit("subcalls.finished", data);
+        }
         Ok(replies)
     }
 
     /// One sub-call: its reply, or an `Error: ...` string. Its record is already queued.
+    /// A resumed run gets the reply of the same call made before, if there is one.
     async fn one(&self, prompt: String, model: &str) -> String {
+        let hash = prompt_hash(&prompt);
+        if let Some(record) = self.parent.tape.sub_call(self.iteration, &hash, model) {
+            return match (record.reply, record.error) {
+                (Some(reply), _) => reply,
+                (None, error) => format!("Error: {}", error.unwrap_or_default()),
+            };
+        }
+        if self.parent.tape.is_sealed() {
+            self.parent.tape.diverged();
+            return NOT_REPLAYED.to_string();
+        }
         let messages = [Message::user(prompt)];
         let info = CallInfo {
             kind: "sub",
@@ -103,6 +130,7 @@ impl SubcallHost<'_> {
             provider: self.parent.run.spec.sub_provider(),
             model,
             prompt_chars: prompt_chars(&messages),
+            prompt_hash: Some(hash),
         };
         let call = charged_call(
             self.parent.tree,

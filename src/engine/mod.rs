@@ -9,6 +9,7 @@ mod parse;
 mod prompt;
 mod recorder;
 mod repl_slot;
+mod replay;
 mod scratch;
 mod sessions;
 mod tree;
@@ -20,13 +21,14 @@ use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::RunId;
+use crate::domain::{RunError, RunId, RunStatus};
 use crate::events::EventBus;
 use crate::providers::{Message, PriceTable, Providers};
 use crate::repl::{Sandbox, ToolSource};
 use crate::store::{ClaimedRun, Finish, NewRun, RunRecord, Store, StoreError};
 pub use recorder::Recorder;
 use repl_slot::ReplSlot;
+use replay::Tape;
 pub use scratch::sweep as sweep_scratch;
 pub use sessions::SessionRepls;
 use tree::Tree;
@@ -57,6 +59,8 @@ pub struct Parent<'a> {
     pub run: &'a RunRecord,
     pub recorder: &'a Recorder,
     pub tree: &'a Arc<Tree>,
+    /// What the parent recorded before it was taken over (its children among it).
+    pub tape: &'a Tape,
 }
 
 impl Engine {
@@ -74,7 +78,15 @@ impl Engine {
             writes.clone(),
             self.sandbox.config.max_repls_per_tree,
         ));
-        self.execute_in_tree(&claimed.run, claimed.attempt, &tree)
+        let tape = match claimed.resumed {
+            true => {
+                let spent = self.store.usage_by_model(claimed.run.id, true).await?;
+                tree.carry_over(&crate::store::total_usage(spent.into_values()));
+                Tape::load(&self.store, claimed.run.id).await?
+            }
+            false => Tape::default(),
+        };
+        self.execute_in_tree(&claimed.run, claimed.attempt, &tree, tape)
             .await
     }
 
@@ -85,6 +97,7 @@ impl Engine {
         run: &RunRecord,
         attempt: u32,
         tree: &Arc<Tree>,
+        tape: Tape,
     ) -> Result<Finish, EngineError> {
         let spec = &run.spec;
         let recorder = Recorder::new(self, run, attempt, tree);
@@ -104,11 +117,34 @@ impl Engine {
             Some(id) => Some(self.sessions.slot(id).lock_owned().await),
             None => None,
         };
-        let kept = session.as_mut().and_then(|slot| slot.take());
+        let kept = match (session.as_mut(), run.turn) {
+            (Some(slot), Some(turn)) => sessions::take_current(slot, turn).await,
+            _ => None,
+        };
+        let restoring = kept.is_none() && run.turn.is_some_and(|turn| turn > 0);
         let mut repl = match kept {
             Some(repl) => repl,
             None => self.new_repl(run, context.clone(), tree).await?,
         };
+        // Python boots in the child while the first model call is in flight. A REPL that
+        // cannot even be started fails the run before anything is paid for.
+        repl.start();
+        if let Some(why) = repl.start_error() {
+            let finish = turn::failed("repl_error", why.to_string());
+            repl.shutdown().await;
+            return Ok(finish);
+        }
+        if restoring {
+            let started = std::time::Instant::now();
+            repl = self.restore_session(run, repl, tree, &provider).await?;
+            let turns = run.turn.unwrap_or_default();
+            let restore_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(turns, restore_ms, "session REPL restored");
+            recorder.emit(
+                "session.restored",
+                json!({"turns": turns, "restore_ms": restore_ms}),
+            );
+        }
         if let Some(turn) = run.turn {
             if let Err(error) = repl.new_answer().await {
                 tracing::warn!(%error, "could not give the session's turn a fresh answer");
@@ -119,34 +155,9 @@ impl Engine {
                 }
             }
         }
-        // Python boots in the child while the first model call is in flight. A REPL that
-        // cannot even be started fails the run before anything is paid for.
-        repl.start();
-        if let Some(why) = repl.start_error() {
-            let finish = turn::failed("repl_error", why.to_string());
-            repl.shutdown().await;
-            return Ok(finish);
-        }
-        let prompt = run.prompt.clone();
-        let is_child = run.parent_id.is_some();
-        let summary = tokio::task::spawn_blocking(move || {
-            prompt::context_summary(&context, (!is_child).then_some(prompt.as_str()))
-        })
-        .await
-        .unwrap_or_else(|_| String::from("The question could not be summarised."));
-        let messages = vec![
-            Message::system(prompt::system_prompt(
-                spec.system_prompt.as_deref(),
-                spec.limits.output_chars,
-                &spec.tools,
-            )),
-            Message::user(format!(
-                "{summary}{}\n\n{}",
-                run.turn.map(prompt::session_note).unwrap_or_default(),
-                prompt::turn_marker(1, spec.max_iterations)
-            )),
-        ];
-        let mut state = RunState::new(self, run, tree, recorder, provider, repl, messages);
+        let messages = self.opening_messages(run, context).await;
+        let mut state =
+            RunState::new(self, run, tree, recorder, provider, repl, messages).resuming(tape);
         let stopped = tokio::select! {
             finish = state.drive() => Err(finish),
             error = tree.stopped() => Ok(error),
@@ -171,7 +182,10 @@ impl Engine {
                 if let Err(error) = repl.set_var(&format!("history_{turn}"), conversation).await {
                     tracing::warn!(%error, "could not keep the turn's conversation in the session");
                 }
-                *slot = Some(repl);
+                *slot = Some(sessions::KeptRepl {
+                    repl,
+                    next_turn: turn + 1,
+                });
                 if let Err(error) = self.store.touch_session(session_id).await {
                     tracing::warn!(%error, "could not mark the session used");
                 }
@@ -183,6 +197,31 @@ impl Engine {
             }
         }
         finish
+    }
+
+    /// What the root model is first shown: the system prompt, and the context's summary
+    /// with the question (a child's question is its context).
+    async fn opening_messages(&self, run: &RunRecord, context: Arc<str>) -> Vec<Message> {
+        let spec = &run.spec;
+        let prompt = run.prompt.clone();
+        let is_child = run.parent_id.is_some();
+        let summary = tokio::task::spawn_blocking(move || {
+            prompt::context_summary(&context, (!is_child).then_some(prompt.as_str()))
+        })
+        .await
+        .unwrap_or_else(|_| String::from("The question could not be summarised."));
+        vec![
+            Message::system(prompt::system_prompt(
+                spec.system_prompt.as_deref(),
+                spec.limits.output_chars,
+                &spec.tools,
+            )),
+            Message::user(format!(
+                "{summary}{}\n\n{}",
+                run.turn.map(prompt::session_note).unwrap_or_default(),
+                prompt::turn_marker(1, spec.max_iterations)
+            )),
+        ]
     }
 
     /// A fresh REPL for `run`; for a session, one whose namespace holds the contexts of
@@ -223,6 +262,8 @@ impl Engine {
 
     /// Starts a child run for `prompt` (its context) one level below `parent`, runs it to
     /// its end and returns its answer, or an `Error: ...` string the parent's code can read.
+    /// A parent being resumed gets the child it started before for the same prompt: its
+    /// answer if it had ended, else the child itself, resumed in turn.
     pub fn run_child<'a>(
         &'a self,
         parent: &'a Parent<'a>,
@@ -230,29 +271,22 @@ impl Engine {
         model: Option<String>,
     ) -> BoxFuture<'a, Result<String, StoreError>> {
         Box::pin(async move {
-            let spec = parent.run.spec.for_child(model);
-            let new_run = NewRun {
-                id: RunId::new(),
-                root_id: parent.run.root_id,
-                parent_id: Some(parent.run.id),
-                depth: parent.run.depth + 1,
-                context_json: serde_json::Value::String(prompt.clone()).to_string(),
-                prompt,
-                spec,
-                session_id: None,
-                owner: parent.run.owner,
+            let (child, tape) = match parent.tape.child(&prompt) {
+                Some(child) if child.status.is_terminal() => return Ok(child_answer(&child)),
+                Some(child) => {
+                    let tape = Tape::load(&self.store, child.id).await?;
+                    (child, tape)
+                }
+                None if parent.tape.is_sealed() => {
+                    parent.tape.diverged();
+                    return Ok(host::NOT_REPLAYED.to_string());
+                }
+                None => (
+                    self.start_child(parent, prompt, model).await?,
+                    Tape::default(),
+                ),
             };
-            let store = self.store.clone();
-            let (child, started) = write_through(&parent.tree.writes, async move {
-                store.insert_child_run(&new_run).await
-            })
-            .await?;
-            self.bus.publish(started);
-            parent.recorder.emit(
-                "child.started",
-                json!({"child_id": child.id, "child_depth": child.depth, "model": child.spec.model}),
-            );
-            let finish = match self.execute_in_tree(&child, 1, parent.tree).await {
+            let finish = match self.execute_in_tree(&child, 1, parent.tree, tape).await {
                 Ok(finish) => finish,
                 Err(error) => {
                     tracing::error!(%error, child_id = %child.id, "child run failed on an internal error");
@@ -277,18 +311,9 @@ impl Engine {
                 Finish::Failed { error, .. } => {
                     tracing::warn!(run_id = %child.id, code = %error.code,
                         message = %error.message, "child run failed");
-                    (
-                        "failed",
-                        format!(
-                            "Error: the child run {} failed ({}): {}",
-                            child.id, error.code, error.message
-                        ),
-                    )
+                    ("failed", child_error_text(child.id, &error))
                 }
-                Finish::Cancelled => (
-                    "cancelled",
-                    format!("Error: the child run {} was cancelled", child.id),
-                ),
+                Finish::Cancelled => ("cancelled", child_cancelled_text(child.id)),
             };
             parent.recorder.emit(
                 "child.finished",
@@ -297,6 +322,62 @@ impl Engine {
             Ok(text)
         })
     }
+
+    /// Stores a new child run for `prompt` below `parent` and announces it.
+    async fn start_child(
+        &self,
+        parent: &Parent<'_>,
+        prompt: String,
+        model: Option<String>,
+    ) -> Result<RunRecord, StoreError> {
+        let spec = parent.run.spec.for_child(model);
+        let new_run = NewRun {
+            id: RunId::new(),
+            root_id: parent.run.root_id,
+            parent_id: Some(parent.run.id),
+            depth: parent.run.depth + 1,
+            context_json: serde_json::Value::String(prompt.clone()).to_string(),
+            prompt,
+            spec,
+            session_id: None,
+            owner: parent.run.owner,
+        };
+        let store = self.store.clone();
+        let (child, started) = write_through(&parent.tree.writes, async move {
+            store.insert_child_run(&new_run).await
+        })
+        .await?;
+        self.bus.publish(started);
+        parent.recorder.emit(
+            "child.started",
+            json!({"child_id": child.id, "child_depth": child.depth, "model": child.spec.model}),
+        );
+        Ok(child)
+    }
+}
+
+/// What the code of a parent reads for a child that had ended before a restart.
+fn child_answer(child: &RunRecord) -> String {
+    let error = child
+        .error
+        .clone()
+        .unwrap_or_else(|| RunError::new("unknown", "no error was recorded"));
+    match child.status {
+        RunStatus::Succeeded => child.answer.clone().unwrap_or_default(),
+        RunStatus::Cancelled => child_cancelled_text(child.id),
+        _ => child_error_text(child.id, &error),
+    }
+}
+
+fn child_error_text(id: RunId, error: &RunError) -> String {
+    format!(
+        "Error: the child run {id} failed ({}): {}",
+        error.code, error.message
+    )
+}
+
+fn child_cancelled_text(id: RunId) -> String {
+    format!("Error: the child run {id} was cancelled")
 }
 
 /// Runs a database write to its end even if the run that asked for it is stopped meanwhile:

@@ -28,6 +28,8 @@ pub struct Recorder {
     pending: Arc<Mutex<Vec<Write>>>,
     /// Flushes run one at a time, so events are numbered in the order they were recorded.
     flushing: Arc<tokio::sync::Mutex<()>>,
+    /// Records nothing: the run is an ended turn replayed to rebuild a session's REPL.
+    muted: bool,
 }
 
 impl Recorder {
@@ -43,7 +45,14 @@ impl Recorder {
             attempt,
             pending: Arc::default(),
             flushing: Arc::new(tokio::sync::Mutex::new(())),
+            muted: false,
         }
+    }
+
+    /// A recorder that keeps nothing.
+    pub fn muted(mut self) -> Self {
+        self.muted = true;
+        self
     }
 
     /// Queues an event (the store tags it with the run's depth).
@@ -53,6 +62,9 @@ impl Recorder {
 
     /// Queues records of the run, followed by the event that announces them.
     pub fn save(&self, writes: Vec<Write>, kind: &str, data: Value) {
+        if self.muted {
+            return;
+        }
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.extend(writes);
         pending.push(Write::Event {
@@ -63,6 +75,9 @@ impl Recorder {
 
     /// Queues a row with no event of its own.
     pub fn keep(&self, write: Write) {
+        if self.muted {
+            return;
+        }
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -143,6 +158,7 @@ impl Recorder {
             latency_ms,
             error,
             created_at: crate::store::now_ms(),
+            prompt_hash: call.prompt_hash.clone(),
         }
     }
 }
@@ -154,4 +170,6 @@ pub struct CallInfo<'a> {
     pub provider: &'a str,
     pub model: &'a str,
     pub prompt_chars: usize,
+    /// A sub-call's prompt, hashed (see `replay::prompt_hash`).
+    pub prompt_hash: Option<String>,
 }

@@ -52,6 +52,15 @@ impl Tree {
         }
     }
 
+    /// Counts what the tree spent before it was taken over: its budgets cover every call
+    /// paid for, including those a resumed run now reads from its record.
+    pub fn carry_over(&self, usage: &crate::store::Usage) {
+        let mut spent = self.lock();
+        spent.tokens += usage.input_tokens + usage.output_tokens;
+        spent.cost_usd += usage.cost_usd;
+        spent.llm_calls += usage.llm_calls;
+    }
+
     /// Reserves one model call, or trips the tree if that would go past a limit.
     pub fn admit_call(&self) -> Result<(), RunError> {
         if let Some(error) = self.tripped() {

@@ -10,6 +10,7 @@ use super::parse::{self, FinalMarker};
 use super::prompt;
 use super::recorder::{CallInfo, Recorder};
 use super::repl_slot::ReplSlot;
+use super::replay::{Tape, RESTORED_NOTICE};
 use super::tree::Tree;
 use super::{Engine, EngineError};
 use crate::domain::{RunError, RunSpec};
@@ -36,6 +37,8 @@ pub struct RunState<'a> {
     /// Messages that compactions took out of the conversation, oldest first.
     archived: Vec<Message>,
     compactions: u32,
+    /// What the run recorded before it was taken over (empty for a fresh run).
+    pub tape: Tape,
 }
 
 mod block;
@@ -78,7 +81,14 @@ impl<'a> RunState<'a> {
             last_call: None,
             archived: Vec::new(),
             compactions: 0,
+            tape: Tape::default(),
         }
+    }
+
+    /// A run taken over: it resumes from what it recorded.
+    pub fn resuming(mut self, tape: Tape) -> Self {
+        self.tape = tape;
+        self
     }
 
     /// The whole conversation (compacted parts included), without the system prompt, as
@@ -118,8 +128,12 @@ impl<'a> RunState<'a> {
     /// run's end when this turn produced an answer (or a fatal error).
     async fn iterate(&mut self, iteration: u32) -> Result<Option<Finish>, EngineError> {
         let started_at = crate::store::now_ms();
-        self.recorder
-            .emit("iteration.started", json!({"iteration": iteration}));
+        // A replayed iteration was announced and recorded the first time.
+        let replayed = self.tape.has_iteration(iteration);
+        if !replayed {
+            self.recorder
+                .emit("iteration.started", json!({"iteration": iteration}));
+        }
         if let Some(stop) = self.compact_if_needed(iteration).await? {
             return Ok(Some(stop));
         }
@@ -166,12 +180,14 @@ impl<'a> RunState<'a> {
             started_at,
             finished_at: crate::store::now_ms(),
         };
-        self.recorder.save(
-            vec![Write::Iteration(record)],
-            "iteration.finished",
-            json!({"iteration": iteration, "reply": reply, "code_blocks": blocks.len(),
-                   "model_ms": model_ms, "exec_ms": exec_ms, "answered": answer.is_some()}),
-        );
+        if !replayed {
+            self.recorder.save(
+                vec![Write::Iteration(record)],
+                "iteration.finished",
+                json!({"iteration": iteration, "reply": reply, "code_blocks": blocks.len(),
+                       "model_ms": model_ms, "exec_ms": exec_ms, "answered": answer.is_some()}),
+            );
+        }
         // The reply joins the conversation even when it ends the run (a session keeps it).
         self.messages.push(Message::assistant(reply));
         // The iteration is recorded even when its code cannot go on: the trajectory shows
@@ -264,6 +280,9 @@ impl<'a> RunState<'a> {
         kind: &str,
         iteration: Option<u32>,
     ) -> Result<Result<String, CallFailure>, EngineError> {
+        if !self.tape.has_root_call(kind, iteration) {
+            self.end_replay();
+        }
         let (reply, size) = self.call_model(kind, iteration, &self.messages).await?;
         if let Ok(text) = &reply {
             self.last_call = Some((size.tokens, size.prompt_chars + text.chars().count()));
@@ -271,19 +290,60 @@ impl<'a> RunState<'a> {
         Ok(reply)
     }
 
-    /// A call to the run's model with `messages`; also how big the call was.
+    /// The first live root call of a resumed run: the replay is over. It is announced,
+    /// and if the replayed code printed something else than before, the model is told.
+    fn end_replay(&mut self) {
+        let Some(report) = self.tape.finish() else {
+            return;
+        };
+        if report.diverged {
+            if let Some(last) = self.messages.last_mut() {
+                last.content = format!("{RESTORED_NOTICE}\n\n{}", last.content);
+            }
+        }
+        tracing::info!(
+            iterations = report.iterations,
+            diverged = report.diverged,
+            replay_ms = report.replay_ms,
+            "run resumed"
+        );
+        self.recorder.emit(
+            "run.resumed",
+            json!({"replayed_iterations": report.iterations, "diverged": report.diverged,
+                   "replay_ms": report.replay_ms}),
+        );
+    }
+
+    /// A call to the run's model with `messages`; also how big the call was. A resumed run
+    /// gets the call it made before, if its record holds it.
     async fn call_model(
         &self,
         kind: &str,
         iteration: Option<u32>,
         messages: &[Message],
     ) -> Result<(Result<String, CallFailure>, CallSize), EngineError> {
+        if self.tape.is_sealed() && !self.tape.has_root_call(kind, iteration) {
+            let end = RunError::new("replayed", "the record of the turn ends here");
+            return Ok((Err(CallFailure::Limit(end)), CallSize::default()));
+        }
+        if let Some(record) = self.tape.root_call(kind, iteration) {
+            let size = CallSize {
+                tokens: record.input_tokens + record.output_tokens,
+                prompt_chars: record.prompt_chars as usize,
+            };
+            let reply = match (record.reply, record.error) {
+                (Some(text), _) => Ok(text),
+                (None, error) => Err(CallFailure::Provider(error.unwrap_or_default())),
+            };
+            return Ok((reply, size));
+        }
         let info = CallInfo {
             kind,
             iteration,
             provider: &self.spec.provider,
             model: &self.spec.model,
             prompt_chars: prompt_chars(messages),
+            prompt_hash: None,
         };
         let call = charged_call(
             self.tree,

@@ -16,6 +16,8 @@ pub struct ClaimedRun {
     pub run: RunRecord,
     /// 1 for the first try; more when an earlier worker died holding the run.
     pub attempt: u32,
+    /// It had started before: its new owner resumes it from its record.
+    pub resumed: bool,
     pub started: StoredEvent,
 }
 
@@ -59,11 +61,13 @@ impl Store {
         max_attempts: u32,
         max_running_per_key: Option<u32>,
     ) -> StoreResult<Option<ClaimedRun>> {
-        let now = now_ms();
         let mut tx = self.write_tx().await?;
         if let Some(serialize) = self.sql.serialize_claims {
             sqlx::query(serialize).fetch_one(&mut *tx).await?;
         }
+        // Taken once the claim holds its lock, so that times follow the order of the writes
+        // (a run that waited for another's end to be claimed starts after that end).
+        let now = now_ms();
         let claimed = sqlx::query(&format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
                  attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
@@ -93,22 +97,12 @@ impl Store {
         let id = parse_id(row.try_get("id")?)?;
         let root_id = parse_id(row.try_get("root_id")?)?;
         let attempt = row.try_get::<i64, _>("attempts")? as u32;
-        // A run that ran before starts over: its earlier try's partial trajectory would
-        // mislead, and its children died with it. Its model calls stay, because they were
-        // paid for. This is keyed on the run having started, not on `attempt`: a try handed
-        // back on shutdown does not count (see `requeue_run`), yet it left records.
-        if row.try_get::<i64, _>("tried_before")? != 0 {
-            let abandoned =
-                RunError::new("abandoned", "the tree was restarted after its worker died");
-            close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
-            for table in ["code_blocks", "iterations"] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        let data = json!({"status": "running", "attempt": attempt});
+        // A run that ran before keeps everything it recorded, children included: its new
+        // owner resumes it by replaying that record (see engine/replay.rs). This is keyed on
+        // the run having started, not on `attempt`: a try handed back on shutdown does not
+        // count (see `requeue_run`), yet it left records.
+        let resumed = row.try_get::<i64, _>("tried_before")? != 0;
+        let data = json!({"status": "running", "attempt": attempt, "resumed": resumed});
         let started = events::insert(&mut tx, root_id, id, "run.started", &data).await?;
         tx.commit().await?;
         let run = self
@@ -118,6 +112,7 @@ impl Store {
         Ok(Some(ClaimedRun {
             run,
             attempt,
+            resumed,
             started,
         }))
     }
@@ -214,7 +209,8 @@ impl Store {
         Ok(events)
     }
 
-    /// Hands a run back to the queue (on shutdown). The try does not count against it.
+    /// Hands a run back to the queue (on shutdown). The try does not count against it, and
+    /// its children stay as they are: whoever takes the run over resumes them with it.
     pub async fn requeue_run(
         &self,
         id: RunId,
@@ -235,12 +231,10 @@ impl Store {
         if updated != 1 {
             return Ok(Vec::new());
         }
-        let abandoned = RunError::new("abandoned", "the tree was handed back to the queue");
-        let mut events = close_descendants(&mut tx, id, RunStatus::Cancelled, &abandoned).await?;
         let data = json!({"status": "queued", "reason": "server shutting down"});
-        events.push(events::insert(&mut tx, root_id, id, "run.requeued", &data).await?);
+        let requeued = events::insert(&mut tx, root_id, id, "run.requeued", &data).await?;
         tx.commit().await?;
-        Ok(events)
+        Ok(vec![requeued])
     }
 
     /// Ends runs whose worker died and that may not be tried again: those out of tries

@@ -49,6 +49,8 @@ pub struct LlmCallRecord {
     pub latency_ms: i64,
     pub error: Option<String>,
     pub created_at: i64,
+    /// A sub-call's prompt, as its hex SHA-256 (what a resumed run matches calls by).
+    pub prompt_hash: Option<String>,
 }
 
 /// Everything stored about one run's work, in order.
@@ -116,7 +118,8 @@ impl Store {
         .collect::<Result<_, _>>()?;
         let llm_calls = sqlx::query(
             "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
-                 output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at \
+                 output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at, \
+                 prompt_hash \
              FROM llm_calls WHERE run_id = $1 ORDER BY id",
         )
         .bind(&id)
@@ -176,6 +179,7 @@ fn llm_call_from_row(row: &AnyRow) -> Result<LlmCallRecord, sqlx::Error> {
         latency_ms: row.try_get("latency_ms")?,
         error: row.try_get("error")?,
         created_at: row.try_get("created_at")?,
+        prompt_hash: row.try_get("prompt_hash")?,
     })
 }
 
@@ -231,8 +235,8 @@ async fn insert_llm_call(
     sqlx::query(
         "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
              reply, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, \
-             error, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             error, created_at, prompt_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(run_id.to_string())
     .bind(call.attempt as i64)
@@ -250,6 +254,7 @@ async fn insert_llm_call(
     .bind(call.latency_ms)
     .bind(&call.error)
     .bind(call.created_at)
+    .bind(&call.prompt_hash)
     .execute(conn)
     .await?;
     Ok(())

@@ -26,6 +26,19 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
+    /// The children of `id`, oldest first.
+    pub async fn children_of(&self, id: RunId) -> StoreResult<Vec<RunRecord>> {
+        let sql = format!(
+            "SELECT {} FROM runs r WHERE r.parent_id = $1 ORDER BY r.id",
+            self.run_columns()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
     /// Spending by model: of one run, or (`whole_tree`) of every run in the tree `id` roots.
     pub async fn usage_by_model(
         &self,

@@ -26,10 +26,24 @@ impl RunState<'_> {
             let reason = format!("provider {:?} is not configured", self.spec.sub_provider());
             return Ok((reason, BlockEnd::Continue, true));
         };
+        // A resumed run's recorded block runs again to rebuild the REPL, quietly: it was
+        // announced and recorded the first time.
+        let recorded = self.tape.block(iteration, index as u32).cloned();
+        if let Some(record) = recorded.as_ref().filter(|r| lost_the_repl(r)) {
+            // It lost the REPL the first time: the REPL starts empty again, as it did then.
+            self.repl.reset().await;
+            let seen = recorded_outcome(record, ExecOutcome::default());
+            return Ok((
+                prompt::block_report(index, total, &seen),
+                BlockEnd::ReplReset,
+                true,
+            ));
+        }
         let parent = Parent {
             run: self.run,
             recorder: &self.recorder,
             tree: self.tree,
+            tape: &self.tape,
         };
         let host = SubcallHost {
             engine: self.engine,
@@ -38,6 +52,7 @@ impl RunState<'_> {
             iteration,
             block: index,
             draft: &self.draft,
+            replaying: recorded.is_some(),
         };
         let limits = &self.spec.limits;
         let exec = self
@@ -96,6 +111,20 @@ impl RunState<'_> {
                 (outcome, timed_out, end)
             }
         };
+        if let Some(record) = recorded {
+            if outcome.stdout != record.stdout || outcome.error != record.error {
+                tracing::info!(
+                    iteration,
+                    block = index,
+                    "the replayed block printed something else"
+                );
+                self.tape.diverged();
+            }
+            // The conversation goes on with what the model saw the first time.
+            let failed = record.error.is_some();
+            let seen = recorded_outcome(&record, outcome);
+            return Ok((prompt::block_report(index, total, &seen), end, failed));
+        }
         let record = CodeBlockRecord {
             iteration,
             index: index as u32,
@@ -115,5 +144,24 @@ impl RunState<'_> {
         );
         let failed = outcome.error.is_some();
         Ok((prompt::block_report(index, total, &outcome), end, failed))
+    }
+}
+
+/// A recorded block that timed out or crashed its REPL.
+fn lost_the_repl(record: &CodeBlockRecord) -> bool {
+    record.timed_out
+        || record
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("ReplError:"))
+}
+
+/// What a block printed the first time, with what its replay submitted.
+fn recorded_outcome(record: &CodeBlockRecord, replayed: ExecOutcome) -> ExecOutcome {
+    ExecOutcome {
+        stdout: record.stdout.clone(),
+        stderr: record.stderr.clone(),
+        error: record.error.clone(),
+        ..replayed
     }
 }
