@@ -32,7 +32,8 @@ rlmd_drop_test_databases() {
   local name
   for name in $(psql -h 127.0.0.1 -U postgres -Atc \
       "SELECT datname FROM pg_database WHERE datname LIKE 'rlmd_test_%'"); do
-    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null
+    PGOPTIONS="--client-min-messages=warning" psql -h 127.0.0.1 -U postgres -qc \
+      "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null
   done
 }
 

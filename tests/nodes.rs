@@ -222,3 +222,27 @@ async fn a_node_killed_mid_way_costs_no_run() {
         assert_eq!(events.last().unwrap().event, "run.succeeded");
     }
 }
+
+#[tokio::test]
+async fn migrate_prepares_either_database_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    for url in [sqlite, database::fresh_postgres()] {
+        for _ in 0..2 {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_rlmd"))
+                .arg("migrate")
+                .env("DATABASE_URL", &url)
+                .output()
+                .await
+                .unwrap();
+            let log = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{url}: {log}");
+        }
+        let pool = database::pool(&url).await;
+        let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(runs, 0, "{url}: the schema is there");
+    }
+}
