@@ -172,6 +172,8 @@ impl Engine {
                 Ok(state.stopped_by(error))
             }
         };
+        // A run whose record held its end, too, was still resumed.
+        state.end_replay();
         match (session, run.session_id) {
             (Some(mut slot), Some(session_id)) => {
                 // The REPL stays for the next turn, with this turn's conversation in it.

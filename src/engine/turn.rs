@@ -290,9 +290,10 @@ impl<'a> RunState<'a> {
         Ok(reply)
     }
 
-    /// The first live root call of a resumed run: the replay is over. It is announced,
-    /// and if the replayed code printed something else than before, the model is told.
-    fn end_replay(&mut self) {
+    /// The first live root call of a resumed run (or its end): the replay is over. It is
+    /// announced, and if the replayed code printed something else than before, the model
+    /// is told.
+    pub fn end_replay(&mut self) {
         let Some(report) = self.tape.finish() else {
             return;
         };

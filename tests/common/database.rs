@@ -58,9 +58,19 @@ pub fn fresh_postgres() -> String {
 /// SQLite file with its journals, or a PostgreSQL database's data as `pg_dump` prints it.
 pub fn dump(url: &str) -> Vec<u8> {
     if let Some(path) = url.strip_prefix("sqlite://") {
+        // Read by another process: closing a file descriptor of the database in this one
+        // would drop every POSIX lock SQLite holds on it here (a server may be running in
+        // this process), and its connections would stop seeing other processes' writes.
         let mut bytes = Vec::new();
         for suffix in ["", "-wal", "-shm"] {
-            bytes.extend(std::fs::read(format!("{path}{suffix}")).unwrap_or_default());
+            let file = format!("{path}{suffix}");
+            if std::path::Path::new(&file).exists() {
+                let output = std::process::Command::new("cat")
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                bytes.extend(output.stdout);
+            }
         }
         return bytes;
     }
