@@ -114,13 +114,7 @@ async fn a_stream_on_one_node_follows_a_run_on_another_live() {
     }
 
     let events = parse_sse(&body);
-    let numbers: Vec<i64> = events.iter().map(|e| e.id).collect();
-    assert_eq!(
-        numbers,
-        (1..=events.len() as i64).collect::<Vec<_>>(),
-        "gap-free"
-    );
-    assert_eq!(events.last().unwrap().event, "run.succeeded");
+    assert_gap_free(&events, "run.succeeded");
     assert_eq!(worker.run(&id).await["answer"], "3");
     latencies.sort();
     let median = latencies[latencies.len() / 2];
@@ -199,27 +193,13 @@ async fn a_node_killed_mid_way_costs_no_run() {
     drop(servers.remove(0)); // SIGKILL, with runs in flight
 
     let survivor = &servers[0];
-    let deadline = Instant::now() + Duration::from_secs(90);
     for (n, id) in &runs {
-        let run = loop {
-            let run = survivor.get(&format!("/v1/runs/{id}")).await;
-            if ["succeeded", "failed", "cancelled"].contains(&run["status"].as_str().unwrap()) {
-                break run;
-            }
-            assert!(Instant::now() < deadline, "{run}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let run = survivor.wait_for_end(id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
         // n, then 2n: their sum.
         assert_eq!(run["answer"], (n * 3).to_string(), "{run}");
         let events = parse_sse(&survivor.text(&format!("/v1/runs/{id}/events")).await);
-        let numbers: Vec<i64> = events.iter().map(|e| e.id).collect();
-        assert_eq!(
-            numbers,
-            (1..=events.len() as i64).collect::<Vec<_>>(),
-            "gap-free"
-        );
-        assert_eq!(events.last().unwrap().event, "run.succeeded");
+        assert_gap_free(&events, "run.succeeded");
     }
 }
 

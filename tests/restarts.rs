@@ -59,18 +59,7 @@ async fn runs_handed_back_on_sigterm_all_succeed_after_a_restart() {
     slow.store(false, Ordering::SeqCst);
     let server = Server::start(dir.path(), &model, &[("RLM_SHUTDOWN_GRACE_S", "1")]);
     for (n, id) in ids.iter().enumerate() {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let run = loop {
-            let run = server.get(&format!("/v1/runs/{id}")).await;
-            if matches!(
-                run["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            ) {
-                break run;
-            }
-            assert!(Instant::now() < deadline, "run did not finish: {run}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let run = server.wait_for_end(id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
         assert_eq!(run["answer"], format!("answer {}", n + 1));
         assert_eq!(run["attempts"], 1, "a shutdown does not use up a try");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::binary::Server;
 use common::fake_model::SeenRequest;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const RUNS: usize = 4;
 
@@ -56,21 +56,6 @@ async fn model_with_gate(gate: Arc<AtomicBool>) -> FakeModel {
     .await
 }
 
-async fn wait_until_ended(server: &Server, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let run = server.get(&format!("/v1/runs/{id}")).await;
-        if matches!(
-            run["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        ) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run did not end: {run}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Runs `RUNS` trees, stops the server with `stop` while every child waits on its second
 /// model call, starts it again on the same database, and checks that every run ends right
 /// with no model call made twice but those in flight.
@@ -106,7 +91,7 @@ async fn resumes_after(stop: impl FnOnce(Server)) {
     let server = Server::start(dir.path(), &model, &vars);
     for (index, id) in ids.iter().enumerate() {
         let n = index + 1;
-        let run = wait_until_ended(&server, id).await;
+        let run = server.wait_for_end(id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
         // x, the sub-call's double, the child's answer (twice the length of its context).
         assert_eq!(run["answer"], format!("{n}:{}:20", n * 2), "{run}");
@@ -114,12 +99,7 @@ async fn resumes_after(stop: impl FnOnce(Server)) {
         let turns = trajectory["iterations"].as_array().unwrap();
         assert_eq!(turns.len(), 3, "each turn recorded once: {trajectory}");
         let events = parse_sse(&server.text(&format!("/v1/runs/{id}/events")).await);
-        let numbers: Vec<i64> = events.iter().map(|e| e.id).collect();
-        assert_eq!(
-            numbers,
-            (1..=events.len() as i64).collect::<Vec<_>>(),
-            "gap-free"
-        );
+        assert_gap_free(&events, "run.succeeded");
         let resumed: Vec<_> = events.iter().filter(|e| e.event == "run.resumed").collect();
         assert_eq!(
             resumed.len(),

@@ -11,25 +11,31 @@ use crate::domain::RunId;
 impl Store {
     /// Every run below `id`, parents before their children, siblings in creation order.
     pub async fn descendants(&self, id: RunId) -> StoreResult<Vec<RunRecord>> {
-        let sql = format!(
+        self.runs_where(
             "WITH RECURSIVE tree(id, depth) AS ( \
                  SELECT id, depth FROM runs WHERE parent_id = $1 \
-                 UNION ALL SELECT r.id, r.depth FROM runs r JOIN tree t ON r.parent_id = t.id) \
-             SELECT {} FROM runs r WHERE r.id IN (SELECT id FROM tree) \
-             ORDER BY r.depth, r.id",
-            self.run_columns()
-        );
-        let rows = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(run_from_row).collect()
+                 UNION ALL SELECT r.id, r.depth FROM runs r JOIN tree t ON r.parent_id = t.id) ",
+            "r.id IN (SELECT id FROM tree) ORDER BY r.depth, r.id",
+            id,
+        )
+        .await
     }
 
     /// The children of `id`, oldest first.
     pub async fn children_of(&self, id: RunId) -> StoreResult<Vec<RunRecord>> {
+        self.runs_where("", "r.parent_id = $1 ORDER BY r.id", id)
+            .await
+    }
+
+    /// The runs `runs r` that `condition` (on `$1`, the id) picks, after a `with` clause.
+    async fn runs_where(
+        &self,
+        with: &str,
+        condition: &str,
+        id: RunId,
+    ) -> StoreResult<Vec<RunRecord>> {
         let sql = format!(
-            "SELECT {} FROM runs r WHERE r.parent_id = $1 ORDER BY r.id",
+            "{with}SELECT {} FROM runs r WHERE {condition}",
             self.run_columns()
         );
         let rows = sqlx::query(&sql)

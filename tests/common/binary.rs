@@ -111,6 +111,20 @@ impl Server {
             .unwrap()
     }
 
+    /// Polls a run until it ends (90 s at most); the run as it ended.
+    pub async fn wait_for_end(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let run = self.get(&format!("/v1/runs/{id}")).await;
+            let status = run["status"].as_str().unwrap_or_default();
+            if ["succeeded", "failed", "cancelled"].contains(&status) {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "the run did not end: {run}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Submits a run; its id.
     pub async fn submit(&self, body: &Value) -> String {
         let run: Value = reqwest::Client::new()

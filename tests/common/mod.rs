@@ -353,6 +353,18 @@ pub fn parse_sse(body: &str) -> Vec<SseEvent> {
     events
 }
 
+/// Asserts that a stream's events are numbered 1, 2, 3, … and end with `last`.
+pub fn assert_gap_free(events: &[SseEvent], last: &str) {
+    let numbers: Vec<i64> = events.iter().map(|e| e.id).collect();
+    let expected: Vec<i64> = (1..=events.len() as i64).collect();
+    assert_eq!(numbers, expected, "gap-free");
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some(last),
+        "{events:?}"
+    );
+}
+
 /// A JSON body for a run with the given prompt and context.
 pub fn task(prompt: &str, context: Value) -> Value {
     serde_json::json!({"prompt": prompt, "context": context})
