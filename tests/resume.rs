@@ -26,8 +26,9 @@ fn root_of(request: &SeenRequest) -> Option<usize> {
     first[at + 4..].split('.').next()?.parse().ok()
 }
 
-/// Roots whose answer needs the REPL's state from every turn, with a sub-call and a child
-/// (whose second turn blocks while `gate` is set: that is where the server is stopped).
+/// Roots whose answer needs the REPL's state from every turn, with a sub-call and two
+/// children: a quick one that answers in its first turn, and one whose second turn blocks
+/// while `gate` is set (that is where the server is stopped).
 async fn model_with_gate(gate: Arc<AtomicBool>) -> FakeModel {
     FakeModel::with_script(Duration::from_millis(20), move |request, _| {
         if !request.is_root() {
@@ -40,9 +41,17 @@ async fn model_with_gate(gate: Arc<AtomicBool>) -> FakeModel {
                 "import random\nx = {n}\ny = llm_query('double ' + str(x))\n\
                  noise = random.random()\nprint(x, y, noise)"
             )),
-            (Some(_), 2) => code("kid = rlm_query('child of ' + str(x))\nprint(kid)"),
-            (Some(_), _) => code("answer['content'] = f'{x}:{y}:{kid}'\nanswer['ready'] = True"),
-            (None, 1) => code("c = len(context)\nprint(c)"),
+            (Some(_), 2) => code(
+                "quick = rlm_query('quick ' + str(x))\nkid = rlm_query('child of ' + str(x))\n\
+                 print(quick, kid)",
+            ),
+            (Some(_), _) => {
+                code("answer['content'] = f'{x}:{y}:{kid}:{quick}'\nanswer['ready'] = True")
+            }
+            (None, 1) => code(
+                "c = len(context)\nprint(c)\nif context.startswith('quick'):\n    \
+                 answer['content'] = 'q'\n    answer['ready'] = True",
+            ),
             (None, _) => {
                 let reply = "```repl\nanswer['content'] = str(c * 2)\nanswer['ready'] = True\n```";
                 if gate.load(Ordering::SeqCst) {
@@ -93,8 +102,9 @@ async fn resumes_after(stop: impl FnOnce(Server)) {
         let n = index + 1;
         let run = server.wait_for_end(id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
-        // x, the sub-call's double, the child's answer (twice the length of its context).
-        assert_eq!(run["answer"], format!("{n}:{}:20", n * 2), "{run}");
+        // x, the sub-call's double, the child's answer (twice the length of its context),
+        // the quick child's.
+        assert_eq!(run["answer"], format!("{n}:{}:20:q", n * 2), "{run}");
         let trajectory = server.get(&format!("/v1/runs/{id}/trajectory")).await;
         let turns = trajectory["iterations"].as_array().unwrap();
         assert_eq!(turns.len(), 3, "each turn recorded once: {trajectory}");
@@ -104,7 +114,7 @@ async fn resumes_after(stop: impl FnOnce(Server)) {
         assert_eq!(
             resumed.len(),
             2,
-            "the root and its child resumed: {events:?}"
+            "the root and its running child resumed: {events:?}"
         );
     }
 
@@ -124,7 +134,8 @@ async fn resumes_after(stop: impl FnOnce(Server)) {
         }
         assert_eq!(seen[&format!("sub double {n}")], 1, "{seen:?}");
     }
-    assert_eq!(seen["child turn 1"], RUNS, "{seen:?}");
+    // The quick child had ended: it is not run again.
+    assert_eq!(seen["child turn 1"], 2 * RUNS, "{seen:?}");
     assert_eq!(
         seen["child turn 2"],
         2 * RUNS,
