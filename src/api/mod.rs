@@ -5,6 +5,7 @@ mod comparisons;
 mod error;
 mod guards;
 mod health;
+mod idempotency;
 mod json;
 mod preflight;
 mod providers;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -14,11 +14,11 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{ApiJson, ApiQuery};
 use super::submit::SubmitRun;
-use super::{preflight, views, AppState};
+use super::{idempotency, preflight, views, AppState};
 use crate::domain::{RunId, RunStatus};
 use std::collections::HashMap;
 
-use crate::store::{CancelOutcome, ListFilter, RunRecord, Store};
+use crate::store::{CancelOutcome, ListFilter, RunRecord, Store, Submitted};
 use crate::worker::StopReason;
 
 const DEFAULT_PAGE: u32 = 20;
@@ -53,25 +53,49 @@ pub async fn load_run(state: &AppState, caller: &Caller, raw: &str) -> Result<Ru
 async fn submit(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<SubmitRun>,
-) -> Result<impl IntoResponse, ApiError> {
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let key = idempotency::key_of(&headers, &caller, "POST /v1/runs", &body)?;
+    let body: SubmitRun =
+        serde_json::from_value(body).map_err(|error| ApiError::invalid(error.to_string()))?;
     let new_run = body.into_new_run(&state.defaults, &state.providers)?;
     let mut new_run = preflight::check(new_run).await?;
     new_run.owner = caller.owner();
-    let (run, event) = state
+    let submitted = state
         .store
-        .insert_run(&new_run, caller.max_queued_runs())
+        .insert_runs_once(
+            std::slice::from_ref(&new_run),
+            caller.max_queued_runs(),
+            key.as_ref(),
+        )
         .await?;
-    state.bus.publish(event);
-    state.wake.notify_waiters();
-    // The same shape as GET, built from what was stored (a worker may already have it).
-    let view = views::new_run(&run);
-    let location = format!("/v1/runs/{}", run.id);
-    Ok((
+    let (view, id, replayed) = match submitted {
+        Submitted::New(mut inserted) => {
+            let (run, event) = inserted.remove(0);
+            state.bus.publish(event);
+            state.wake.notify_waiters();
+            // The same shape as GET, built from what was stored (a worker may have it now).
+            (views::new_run(&run), run.id, false)
+        }
+        // The run the first request made, as it is now.
+        Submitted::Replayed(ids) => {
+            let run = load_run(&state, &caller, &ids[0].to_string()).await?;
+            (views::run(&run), run.id, true)
+        }
+        Submitted::Conflict => return Err(idempotency::conflict()),
+    };
+    let mut response = (
         StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
+        [(header::LOCATION, format!("/v1/runs/{id}"))],
         Json(view),
-    ))
+    )
+        .into_response();
+    if replayed {
+        let replayed_header = HeaderName::from_static(idempotency::REPLAYED_HEADER);
+        (response.headers_mut()).insert(replayed_header, HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 async fn show(

@@ -9,6 +9,7 @@
 mod comparisons;
 mod dialect;
 mod events;
+mod idempotency;
 mod keys;
 mod lease;
 mod live;
@@ -30,9 +31,10 @@ use dialect::Dialect;
 
 pub use comparisons::Comparison;
 pub use events::StoredEvent;
+pub use idempotency::{Earlier, IdempotencyKey};
 pub use keys::{ApiKey, KeyId, NewKey};
 pub use lease::{ClaimedRun, Finish, LeaseState};
-pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Usage};
+pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Submitted, Usage};
 pub use sessions::{SessionRecord, SessionStatus};
 pub use signals::{Signal, Signals};
 pub use trajectory::{CodeBlockRecord, IterationRecord, LlmCallRecord, Trajectory, Write};

@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::events::{self, StoredEvent};
+use super::idempotency::{Earlier, IdempotencyKey};
 use super::keys::KeyId;
 use super::{json_text, now_ms, Store, StoreError, StoreResult};
 use crate::domain::{RunError, RunId, RunSpec, RunStatus};
@@ -98,6 +99,15 @@ pub struct ListFilter {
     pub owner: Option<KeyId>,
 }
 
+/// What a submit did.
+pub enum Submitted {
+    New(Vec<(RunRecord, StoredEvent)>),
+    /// The request had been made before with the same key: these are its runs.
+    Replayed(Vec<RunId>),
+    /// The key had been used for another request.
+    Conflict,
+}
+
 pub enum CancelOutcome {
     NotFound,
     /// The run was still queued: it is now cancelled, and this is its terminal event.
@@ -144,7 +154,28 @@ impl Store {
         runs: &[NewRun],
         max_queued: Option<u32>,
     ) -> StoreResult<Vec<(RunRecord, StoredEvent)>> {
+        match self.insert_runs_once(runs, max_queued, None).await? {
+            Submitted::New(inserted) => Ok(inserted),
+            _ => unreachable!("without a key every request is new"),
+        }
+    }
+
+    /// `insert_runs` for a request that may carry an idempotency key: a retry of a request
+    /// already stored gets its runs back, another request with the same key a conflict.
+    pub async fn insert_runs_once(
+        &self,
+        runs: &[NewRun],
+        max_queued: Option<u32>,
+        key: Option<&IdempotencyKey>,
+    ) -> StoreResult<Submitted> {
         let mut tx = self.write_tx().await?;
+        if let Some(key) = key {
+            match self.earlier(&mut tx, key).await? {
+                Earlier::None => {}
+                Earlier::Same(ids) => return Ok(Submitted::Replayed(ids)),
+                Earlier::Conflict => return Ok(Submitted::Conflict),
+            }
+        }
         if let (Some(limit), Some(owner)) = (max_queued, runs.first().and_then(|r| r.owner)) {
             let queued: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM runs WHERE owner_key = $1 AND status = 'queued'",
@@ -160,8 +191,23 @@ impl Store {
         for run in runs {
             inserted.push(insert(&mut tx, run, RunStatus::Queued).await?);
         }
+        if let Some(key) = key {
+            let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
+            match self.remember(&mut tx, key, &ids).await {
+                Ok(()) => {}
+                // The same key, stored meanwhile by a request made at the same time (another
+                // node's): this one is rolled back and answered as that one's retry.
+                Err(StoreError::Database(sqlx::Error::Database(error)))
+                    if error.is_unique_violation() =>
+                {
+                    drop(tx);
+                    return Box::pin(self.insert_runs_once(runs, max_queued, Some(key))).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(Submitted::New(inserted))
     }
 
     /// Stores a child run as already `running`: it runs inside its root's job, never

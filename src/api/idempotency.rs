@@ -1,0 +1,51 @@
+//! The `Idempotency-Key` request header: a client that retries a request it is not sure
+//! went through sends the same key, and gets what the first request made instead of a
+//! second run (and a second bill). Keys are per API key and route, kept 24 hours.
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::store::IdempotencyKey;
+
+pub const HEADER: &str = "idempotency-key";
+/// Set on an answer given again for a retried request.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The request's key for `route`, if it sent one. The body is compared as canonical JSON
+/// (keys sorted, no spacing), so a retry that serialises the same request differently is
+/// still the same request.
+pub fn key_of(
+    headers: &HeaderMap,
+    caller: &Caller,
+    route: &str,
+    body: &Value,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| !key.is_empty() && key.len() <= 255)
+        .filter(|key| key.chars().all(|c| c.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    let owner = caller
+        .owner()
+        .map_or_else(|| "open".to_string(), |k| k.0.to_string());
+    Ok(Some(IdempotencyKey {
+        scope: format!("{owner} {route}"),
+        key: key.to_string(),
+        body_hash: crate::keys::sha256_hex(&body.to_string()),
+    }))
+}
+
+pub fn conflict() -> ApiError {
+    ApiError::Conflict {
+        code: "idempotency_conflict",
+        message: "this Idempotency-Key was used for another request; use a new key".into(),
+    }
+}
