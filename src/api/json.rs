@@ -16,25 +16,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let ApiBody(bytes) = ApiBody::from_request(request, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "the request body is empty; send a JSON object",
-            ));
-        }
-        serde_json::from_slice(&bytes)
-            .map(ApiJson)
-            .map_err(|error| {
-                use serde_json::error::Category;
-                match error.classify() {
-                    Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
-                        "invalid_json",
-                        format!("the body is not valid JSON: {error}"),
-                    ),
-                    Category::Data => ApiError::invalid(error.to_string()),
-                }
-            })
+        parse(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON request body as `T`, or the client error that says what is wrong with it.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|error| {
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {error}"),
+            ),
+            Category::Data => ApiError::invalid(error.to_string()),
+        }
+    })
 }
 
 /// The raw body, with a body over the limit answered as our 413.

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{self, ApiBody, ApiQuery};
 use super::submit::SubmitRun;
 use super::{idempotency, preflight, views, AppState};
 use crate::domain::{RunId, RunStatus};
@@ -54,11 +54,10 @@ async fn submit(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    ApiBody(bytes): ApiBody,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::key_of(&headers, &caller, "POST /v1/runs", &body)?;
-    let body: SubmitRun =
-        serde_json::from_value(body).map_err(|error| ApiError::invalid(error.to_string()))?;
+    let body: SubmitRun = json::parse(&bytes)?;
+    let key = idempotency::key_of(&headers, &caller, "POST /v1/runs", &bytes)?;
     let new_run = body.into_new_run(&state.defaults, &state.providers)?;
     let mut new_run = preflight::check(new_run).await?;
     new_run.owner = caller.owner();
