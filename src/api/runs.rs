@@ -92,7 +92,9 @@ async fn submit(
         .into_response();
     if replayed {
         let replayed_header = HeaderName::from_static(idempotency::REPLAYED_HEADER);
-        (response.headers_mut()).insert(replayed_header, HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert(replayed_header, HeaderValue::from_static("true"));
     }
     Ok(response)
 }

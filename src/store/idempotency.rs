@@ -3,7 +3,7 @@
 //! transaction that stores the runs, so two identical requests at once make one set.
 
 use super::runs::parse_id;
-use super::{json_text, now_ms, Store, StoreError, StoreResult};
+use super::{json_text, now_ms, StoreError, StoreResult};
 use crate::domain::RunId;
 
 /// How long a key is remembered.
@@ -27,60 +27,54 @@ pub enum Earlier {
     Conflict,
 }
 
-impl Store {
-    /// Looks a key up inside the write transaction `conn`, forgetting it if it is too old.
-    pub(super) async fn earlier(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        key: &IdempotencyKey,
-    ) -> StoreResult<Earlier> {
-        sqlx::query(
-            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3",
-        )
+/// Looks a key up inside the write transaction `conn`, forgetting it if it is too old.
+pub(super) async fn earlier(
+    conn: &mut sqlx::AnyConnection,
+    key: &IdempotencyKey,
+) -> StoreResult<Earlier> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3")
         .bind(&key.scope)
         .bind(&key.key)
         .bind(now_ms() - KEPT_MS)
         .execute(&mut *conn)
         .await?;
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT body_hash, run_ids FROM idempotency_keys WHERE scope = $1 AND key = $2",
-        )
-        .bind(&key.scope)
-        .bind(&key.key)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some((body_hash, run_ids)) = row else {
-            return Ok(Earlier::None);
-        };
-        if body_hash != key.body_hash {
-            return Ok(Earlier::Conflict);
-        }
-        let ids: Vec<String> =
-            serde_json::from_str(&run_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Earlier::Same(
-            ids.into_iter().map(parse_id).collect::<StoreResult<_>>()?,
-        ))
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT body_hash, run_ids FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(&key.scope)
+    .bind(&key.key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((body_hash, run_ids)) = row else {
+        return Ok(Earlier::None);
+    };
+    if body_hash != key.body_hash {
+        return Ok(Earlier::Conflict);
     }
+    let ids: Vec<String> =
+        serde_json::from_str(&run_ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Earlier::Same(
+        ids.into_iter().map(parse_id).collect::<StoreResult<_>>()?,
+    ))
+}
 
-    /// Remembers the runs a request made, inside its write transaction.
-    pub(super) async fn remember(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        key: &IdempotencyKey,
-        runs: &[RunId],
-    ) -> StoreResult<()> {
-        let ids: Vec<String> = runs.iter().map(RunId::to_string).collect();
-        sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, body_hash, run_ids, created_at) \
+/// Remembers the runs a request made, inside its write transaction.
+pub(super) async fn remember(
+    conn: &mut sqlx::AnyConnection,
+    key: &IdempotencyKey,
+    runs: &[RunId],
+) -> StoreResult<()> {
+    let ids: Vec<String> = runs.iter().map(RunId::to_string).collect();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, body_hash, run_ids, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&key.scope)
-        .bind(&key.key)
-        .bind(&key.body_hash)
-        .bind(json_text(&ids))
-        .bind(now_ms())
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
+    )
+    .bind(&key.scope)
+    .bind(&key.key)
+    .bind(&key.body_hash)
+    .bind(json_text(&ids))
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::events::{self, StoredEvent};
-use super::idempotency::{Earlier, IdempotencyKey};
+use super::idempotency::{self, Earlier, IdempotencyKey};
 use super::keys::KeyId;
 use super::{json_text, now_ms, Store, StoreError, StoreResult};
 use crate::domain::{RunError, RunId, RunSpec, RunStatus};
@@ -170,7 +170,7 @@ impl Store {
     ) -> StoreResult<Submitted> {
         let mut tx = self.write_tx().await?;
         if let Some(key) = key {
-            match self.earlier(&mut tx, key).await? {
+            match idempotency::earlier(&mut tx, key).await? {
                 Earlier::None => {}
                 Earlier::Same(ids) => return Ok(Submitted::Replayed(ids)),
                 Earlier::Conflict => return Ok(Submitted::Conflict),
@@ -193,7 +193,7 @@ impl Store {
         }
         if let Some(key) = key {
             let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
-            match self.remember(&mut tx, key, &ids).await {
+            match idempotency::remember(&mut tx, key, &ids).await {
                 Ok(()) => {}
                 // The same key, stored meanwhile by a request made at the same time (another
                 // node's): this one is rolled back and answered as that one's retry.
