@@ -1,6 +1,6 @@
-//! `Idempotency-Key` on POST /v1/runs: a retried request gets the run the first one made
-//! (no second run, no second model call), another request with the same key is refused,
-//! and keys belong to their API key.
+//! `Idempotency-Key` on POST /v1/runs, session turns and comparisons: a retried request
+//! gets what the first one made (no second run, no second model call), another request
+//! with the same key is refused, and keys belong to their API key.
 
 mod common;
 
@@ -15,9 +15,19 @@ async fn post_run(
     api_key: Option<&str>,
     body: &str,
 ) -> (u16, bool, Value) {
+    post_with_key(app, "/v1/runs", key, api_key, body).await
+}
+
+async fn post_with_key(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    api_key: Option<&str>,
+    body: &str,
+) -> (u16, bool, Value) {
     let mut request = app
         .client
-        .post(app.url("/v1/runs"))
+        .post(app.url(path))
         .header("content-type", "application/json")
         .header("Idempotency-Key", key)
         .body(body.to_string());
@@ -117,4 +127,73 @@ async fn a_key_belongs_to_its_api_key() {
     assert_ne!(alices["id"], bobs["id"], "bob's k1 is not alice's");
     let (status, replayed, again) = post_run(&app, "k1", Some(&alice), body).await;
     assert_eq!((status, replayed, &again["id"]), (202, true, &alices["id"]));
+}
+
+#[tokio::test]
+async fn a_retried_session_turn_is_the_same_turn() {
+    let model = FakeModel::start(vec![text("FINAL(one)")], |_| text("unused")).await;
+    let app = spawn_app(&model).await;
+    let (_, session) = app.submit_to("/v1/sessions", &serde_json::json!({})).await;
+    let turns = format!("/v1/sessions/{}/runs", session["id"].as_str().unwrap());
+    let body = r#"{"prompt": "Turn one.", "context": "c"}"#;
+
+    let (status, replayed, first) = post_with_key(&app, &turns, "t1", None, body).await;
+    assert_eq!((status, replayed), (202, false), "{first}");
+    let id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(app.wait_for_end(&id).await["answer"], "one");
+
+    let (status, replayed, again) = post_with_key(&app, &turns, "t1", None, body).await;
+    assert_eq!(
+        (status, replayed, again["id"].as_str()),
+        (202, true, Some(id.as_str()))
+    );
+    let other = r#"{"prompt": "Turn two.", "context": "c"}"#;
+    let (status, _, refused) = post_with_key(&app, &turns, "t1", None, other).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "idempotency_conflict");
+
+    let (_, session) = app
+        .get(&format!("/v1/sessions/{}", session["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(session["turns"], 1, "{session}");
+    assert_eq!(model.requests().len(), 1);
+
+    // A retry still answers once the session is closed: the turn was accepted.
+    let path = format!("/v1/sessions/{}", session["id"].as_str().unwrap());
+    let closed = app.client.delete(app.url(&path)).send().await.unwrap();
+    assert_eq!(closed.status(), 200);
+    let (status, replayed, again) = post_with_key(&app, &turns, "t1", None, body).await;
+    assert_eq!(
+        (status, replayed, again["id"].as_str()),
+        (202, true, Some(id.as_str()))
+    );
+    let (status, _, refused) = post_with_key(&app, &turns, "t2", None, body).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "session_closed");
+}
+
+#[tokio::test]
+async fn a_retried_comparison_is_the_same_comparison() {
+    let model = FakeModel::start(vec![], |_| text("FINAL(same)")).await;
+    let app = spawn_app_with(&model, &[("RLM_WORKERS", "0")]).await;
+    let body = r#"{"prompt": "Compare.", "context": "c",
+                   "targets": [{"provider": "openai", "model": "a"}, {"provider": "openai", "model": "b"}]}"#;
+
+    let (status, replayed, first) = post_with_key(&app, "/v1/comparisons", "c1", None, body).await;
+    assert_eq!((status, replayed), (202, false), "{first}");
+    let (status, replayed, again) = post_with_key(&app, "/v1/comparisons", "c1", None, body).await;
+    assert_eq!((status, replayed), (202, true), "{again}");
+    assert_eq!(again, first, "the same comparison and runs");
+    assert_eq!(runs_in_database(&app).await, 2);
+
+    let other = body.replace("Compare.", "Compare again.");
+    let (status, _, refused) = post_with_key(&app, "/v1/comparisons", "c1", None, &other).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "idempotency_conflict");
+    let (_, listed) = app.get("/v1/comparisons").await;
+    assert_eq!(
+        listed["comparisons"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
 }

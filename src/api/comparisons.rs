@@ -3,8 +3,8 @@
 //! by side: answer, wall time, tokens and cost.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -12,16 +12,18 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::ApiJson;
+use super::json::{self, ApiBody, ApiQuery};
+use super::paging::{self, ListQuery, NoStatus};
 use super::submit::SubmitRun;
-use super::{preflight, AppState};
+use super::{idempotency, preflight, views, AppState};
 use crate::domain::{RunId, RunStatus};
+use crate::store::Submitted;
 
 const MAX_TARGETS: usize = 16;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/comparisons", post(create))
+        .route("/v1/comparisons", post(create).get(list))
         .route("/v1/comparisons/{id}", get(show))
 }
 
@@ -38,8 +40,11 @@ struct Target {
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(mut body): ApiJson<serde_json::Map<String, Value>>,
-) -> Result<impl IntoResponse, ApiError> {
+    headers: HeaderMap,
+    ApiBody(bytes): ApiBody,
+) -> Result<Response, ApiError> {
+    let mut body: serde_json::Map<String, Value> = json::parse(&bytes)?;
+    let key = idempotency::key_of(&headers, &caller, "POST /v1/comparisons", &bytes)?;
     let targets = body
         .remove("targets")
         .ok_or_else(|| ApiError::invalid("missing field `targets`"))?;
@@ -85,30 +90,79 @@ async fn create(
         new_run.owner = caller.owner();
     }
     // All targets are queued, or none (a full queue refuses them together).
-    let mut created = Vec::with_capacity(runs.len());
-    for (run, event) in state
+    let submitted = state
         .store
-        .insert_runs(&runs, caller.max_queued_runs())
-        .await?
-    {
-        state.bus.publish(event);
-        created.push(run);
-    }
-    state.wake.notify_waiters();
-    let ids: Vec<RunId> = created.iter().map(|r| r.id).collect();
-    state
-        .store
-        .insert_comparison(id, &ids, caller.owner())
+        .insert_comparison_once(id, &runs, caller.max_queued_runs(), key.as_ref())
         .await?;
+    let (id, created, replayed) = match submitted {
+        Submitted::New(inserted) => {
+            let mut created = Vec::with_capacity(inserted.len());
+            for (run, event) in inserted {
+                state.bus.publish(event);
+                created.push(run);
+            }
+            state.wake.notify_waiters();
+            (id, created, false)
+        }
+        Submitted::Replayed(ids) => {
+            let mut created = Vec::with_capacity(ids.len());
+            for run_id in ids {
+                let run = super::runs::load_run(&state, &caller, &run_id.to_string()).await?;
+                created.push(run);
+            }
+            let first = created
+                .first()
+                .and_then(|run| run.spec.metadata.get("comparison_id"));
+            let id = first
+                .and_then(|id| id.as_str()?.parse().ok())
+                .ok_or_else(|| ApiError::Internal("a comparison's run lost its id".into()))?;
+            (id, created, true)
+        }
+        Submitted::Conflict => return Err(idempotency::conflict()),
+    };
     let targets: Vec<Value> = created
         .iter()
         .map(|r| json!({"provider": r.spec.provider, "model": r.spec.model, "run_id": r.id}))
         .collect();
-    let location = format!("/v1/comparisons/{id}");
-    Ok((
+    let response = (
         StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
+        [(header::LOCATION, format!("/v1/comparisons/{id}"))],
         Json(json!({"id": id, "runs": targets})),
+    );
+    Ok(idempotency::mark(response.into_response(), replayed))
+}
+
+/// Comparisons, newest first: their targets' states and the start of their prompt.
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = query.filter::<NoStatus>(caller.list_scope())?;
+    let comparisons = state.store.list_comparisons(&filter).await?;
+    let ids: Vec<RunId> = comparisons.iter().map(|c| c.id).collect();
+    let items: Vec<Value> = comparisons
+        .iter()
+        .map(|comparison| {
+            let done = comparison.targets.iter().all(|t| t.status.is_terminal());
+            let targets: Vec<Value> = comparison
+                .targets
+                .iter()
+                .map(|t| {
+                    json!({"provider": t.provider, "model": t.model, "run_id": t.run_id, "status": t.status})
+                })
+                .collect();
+            json!({
+                "id": comparison.id,
+                "status": if done { "finished" } else { "running" },
+                "created_at": views::timestamp(comparison.created_at),
+                "prompt_preview": comparison.prompt_preview.as_deref().map(paging::preview),
+                "runs": targets,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"comparisons": items, "next_cursor": paging::next_cursor(&filter, &ids)}),
     ))
 }
 

@@ -5,7 +5,8 @@
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::store::IdempotencyKey;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::Response;
 
 pub const HEADER: &str = "idempotency-key";
 /// Set on an answer given again for a retried request.
@@ -46,4 +47,15 @@ pub fn conflict() -> ApiError {
         code: "idempotency_conflict",
         message: "this Idempotency-Key was used for another request; use a new key".into(),
     }
+}
+
+/// `response`, marked as an answer given again for a retried request when `replayed`.
+pub fn mark(mut response: Response, replayed: bool) -> Response {
+    if replayed {
+        response.headers_mut().insert(
+            HeaderName::from_static(REPLAYED_HEADER),
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
 }

@@ -9,17 +9,6 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::guards::too_large;
 
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ApiBody(bytes) = ApiBody::from_request(request, state).await?;
-        parse(&bytes).map(ApiJson)
-    }
-}
-
 /// A JSON request body as `T`, or the client error that says what is wrong with it.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

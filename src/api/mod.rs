@@ -7,6 +7,7 @@ mod guards;
 mod health;
 mod idempotency;
 mod json;
+mod paging;
 mod preflight;
 mod providers;
 mod runs;

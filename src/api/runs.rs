@@ -3,26 +3,24 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{self, ApiBody, ApiQuery};
+use super::paging::{self, ListQuery};
 use super::submit::SubmitRun;
 use super::{idempotency, preflight, views, AppState};
 use crate::domain::{RunId, RunStatus};
 use std::collections::HashMap;
 
-use crate::store::{CancelOutcome, ListFilter, RunRecord, Store, Submitted};
+use crate::store::{CancelOutcome, RunRecord, Store, Submitted};
 use crate::worker::StopReason;
 
-const DEFAULT_PAGE: u32 = 20;
-const MAX_PAGE: u32 = 100;
 /// How long a cancel request waits for a running run to stop before answering 202.
 const CANCEL_WAIT: Duration = Duration::from_secs(3);
 
@@ -84,19 +82,12 @@ async fn submit(
         }
         Submitted::Conflict => return Err(idempotency::conflict()),
     };
-    let mut response = (
+    let response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, format!("/v1/runs/{id}"))],
         Json(view),
-    )
-        .into_response();
-    if replayed {
-        let replayed_header = HeaderName::from_static(idempotency::REPLAYED_HEADER);
-        response
-            .headers_mut()
-            .insert(replayed_header, HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    );
+    Ok(idempotency::mark(response.into_response(), replayed))
 }
 
 async fn show(
@@ -126,63 +117,25 @@ async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, ApiError> {
     ))
 }
 
-/// Unknown parameters are ignored, as is usual for query strings.
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    status: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-    offset: Option<String>,
-}
-
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let status = match query.status.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(raw.parse::<RunStatus>().map_err(ApiError::invalid)?),
-    };
-    let limit = match query.limit.as_deref() {
-        None | Some("") => DEFAULT_PAGE,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid(format!(
-                    "`limit` must be a number from 1 to {MAX_PAGE}"
-                )))
-            }
-        },
-    };
-    let before = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(raw) => Some(
-            raw.parse::<RunId>()
-                .map_err(|_| ApiError::invalid("`cursor` is not a cursor this server gave out"))?,
-        ),
-    };
-    let offset = match query.offset.as_deref() {
-        None | Some("") => 0,
-        Some(raw) => raw
-            .parse::<u32>()
-            .map_err(|_| ApiError::invalid("`offset` must be a number of runs to skip"))?,
-    };
-    let runs = state
-        .store
-        .list_runs(&ListFilter {
-            status,
-            before,
-            limit,
-            offset,
-            owner: caller.list_scope(),
+    let filter = query.filter::<RunStatus>(caller.list_scope())?;
+    let runs = state.store.list_runs(&filter).await?;
+    let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|run| {
+            let mut item = views::run(run);
+            item["prompt_preview"] = paging::preview(&run.prompt);
+            item
         })
-        .await?;
-    let next_cursor = (runs.len() == limit as usize)
-        .then(|| runs.last().map(|r| r.id.to_string()))
-        .flatten();
-    let runs: Vec<Value> = runs.iter().map(views::run).collect();
-    Ok(Json(json!({"runs": runs, "next_cursor": next_cursor})))
+        .collect();
+    Ok(Json(
+        json!({"runs": runs, "next_cursor": paging::next_cursor(&filter, &ids)}),
+    ))
 }
 
 async fn trajectory(

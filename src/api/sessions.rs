@@ -1,8 +1,8 @@
 //! The sessions resource: runs that share one REPL namespace, turn after turn.
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -10,16 +10,17 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::{ApiBody, ApiJson};
+use super::json::{self, ApiBody, ApiQuery};
+use super::paging::{self, ListQuery};
 use super::submit::SubmitRun;
-use super::{preflight, views, AppState};
+use super::{idempotency, preflight, views, AppState};
 use crate::domain::RunId;
-use crate::store::{SessionRecord, SessionStatus, StoreError};
+use crate::store::{SessionRecord, SessionStatus, StoreError, Submitted};
 use crate::worker::StopReason;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/sessions", post(create))
+        .route("/v1/sessions", post(create).get(list))
         .route("/v1/sessions/{id}", get(show).delete(close))
         .route("/v1/sessions/{id}/runs", post(submit_turn))
 }
@@ -90,40 +91,79 @@ async fn show(
     Ok(Json(view(&session, &runs)))
 }
 
+/// Sessions, newest first; each with a preview of its latest turn's prompt.
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = query.filter::<SessionStatus>(caller.list_scope())?;
+    let sessions = state.store.list_sessions(&filter).await?;
+    let ids: Vec<RunId> = sessions.iter().map(|(session, _)| session.id).collect();
+    let items: Vec<Value> = sessions
+        .iter()
+        .map(|(session, preview)| {
+            let mut item = view(session, &[]);
+            if let Some(map) = item.as_object_mut() {
+                map.remove("runs");
+            }
+            item["prompt_preview"] = preview.as_deref().map_or(Value::Null, paging::preview);
+            item
+        })
+        .collect();
+    Ok(Json(
+        json!({"sessions": items, "next_cursor": paging::next_cursor(&filter, &ids)}),
+    ))
+}
+
 /// Submits the session's next turn: a run like any other (same body as POST /v1/runs) that
 /// runs in the session's REPL once the turns before it have ended.
 async fn submit_turn(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<SubmitRun>,
-) -> Result<impl IntoResponse, ApiError> {
+    headers: HeaderMap,
+    ApiBody(bytes): ApiBody,
+) -> Result<Response, ApiError> {
     let session = load(&state, &caller, &id).await?;
-    if session.status != SessionStatus::Open {
-        return Err(closed(&session));
-    }
+    let body: SubmitRun = json::parse(&bytes)?;
+    let route = format!("POST /v1/sessions/{}/runs", session.id);
+    let key = idempotency::key_of(&headers, &caller, &route, &bytes)?;
     let new_run = body.into_new_run(&state.defaults, &state.providers)?;
     let mut new_run = preflight::check(new_run).await?;
     new_run.session_id = Some(session.id);
     // A turn is its session's, even when an admin submits it.
     new_run.owner = session.owner;
-    let (run, event) = match state
+    let submitted = state
         .store
-        .insert_run(&new_run, caller.max_queued_runs())
-        .await
-    {
-        Ok(inserted) => inserted,
+        .insert_runs_once(
+            std::slice::from_ref(&new_run),
+            caller.max_queued_runs(),
+            key.as_ref(),
+        )
+        .await;
+    // A retried turn is answered even once its session has closed: it was accepted.
+    let (view, run_id, replayed) = match submitted {
+        Ok(Submitted::New(mut inserted)) => {
+            let (run, event) = inserted.remove(0);
+            state.bus.publish(event);
+            state.wake.notify_waiters();
+            (views::new_run(&run), run.id, false)
+        }
+        Ok(Submitted::Replayed(ids)) => {
+            let run = super::runs::load_run(&state, &caller, &ids[0].to_string()).await?;
+            (views::run(&run), run.id, true)
+        }
+        Ok(Submitted::Conflict) => return Err(idempotency::conflict()),
         Err(StoreError::SessionNotOpen) => return Err(closed(&session)),
         Err(other) => return Err(other.into()),
     };
-    state.bus.publish(event);
-    state.wake.notify_waiters();
-    let location = format!("/v1/runs/{}", run.id);
-    Ok((
+    let response = (
         StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        Json(views::new_run(&run)),
-    ))
+        [(header::LOCATION, format!("/v1/runs/{run_id}"))],
+        Json(view),
+    );
+    Ok(idempotency::mark(response.into_response(), replayed))
 }
 
 /// Closes a session: its queued turns are cancelled, a running one is stopped, its REPL

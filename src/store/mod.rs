@@ -29,12 +29,12 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
 use dialect::Dialect;
 
-pub use comparisons::Comparison;
+pub use comparisons::{Comparison, ComparisonSummary, TargetSummary};
 pub use events::StoredEvent;
 pub use idempotency::{Earlier, IdempotencyKey};
 pub use keys::{ApiKey, KeyId, NewKey};
 pub use lease::{ClaimedRun, Finish, LeaseState};
-pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Submitted, Usage};
+pub use runs::{CancelOutcome, ListFilter, NewRun, RunRecord, Submitted, Usage, PREVIEW_CHARS};
 pub use sessions::{SessionRecord, SessionStatus};
 pub use signals::{Signal, Signals};
 pub use trajectory::{CodeBlockRecord, IterationRecord, LlmCallRecord, Trajectory, Write};

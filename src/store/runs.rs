@@ -87,17 +87,21 @@ pub struct RunRecord {
     pub owner: Option<KeyId>,
 }
 
+/// A page of a listing, newest first: of runs, sessions or comparisons (`S`: its status).
 #[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    pub status: Option<RunStatus>,
-    /// Only runs created before this one (the page cursor).
+pub struct ListFilter<S = RunStatus> {
+    pub status: Option<S>,
+    /// Only items created before this one (the page cursor; ids are time-ordered).
     pub before: Option<RunId>,
     pub limit: u32,
-    /// Runs to skip first (for clients that page by offset rather than by cursor).
+    /// Items to skip first (for clients that page by offset rather than by cursor).
     pub offset: u32,
-    /// Only the runs of this key; `None`: everyone's.
+    /// Only the items of this key; `None`: everyone's.
     pub owner: Option<KeyId>,
 }
+
+/// How many characters of a prompt a listing shows.
+pub const PREVIEW_CHARS: usize = 200;
 
 /// What a submit did.
 pub enum Submitted {
@@ -168,6 +172,28 @@ impl Store {
         max_queued: Option<u32>,
         key: Option<&IdempotencyKey>,
     ) -> StoreResult<Submitted> {
+        self.submit(runs, max_queued, key, None).await
+    }
+
+    /// Queues a comparison's runs and records the comparison `id` in the same transaction,
+    /// so a comparison never names runs that were not stored, nor runs without it.
+    pub async fn insert_comparison_once(
+        &self,
+        id: RunId,
+        runs: &[NewRun],
+        max_queued: Option<u32>,
+        key: Option<&IdempotencyKey>,
+    ) -> StoreResult<Submitted> {
+        self.submit(runs, max_queued, key, Some(id)).await
+    }
+
+    async fn submit(
+        &self,
+        runs: &[NewRun],
+        max_queued: Option<u32>,
+        key: Option<&IdempotencyKey>,
+        comparison: Option<RunId>,
+    ) -> StoreResult<Submitted> {
         let mut tx = self.write_tx().await?;
         if let Some(key) = key {
             match idempotency::earlier(&mut tx, key).await? {
@@ -191,8 +217,12 @@ impl Store {
         for run in runs {
             inserted.push(insert(&mut tx, run, RunStatus::Queued).await?);
         }
+        let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
+        if let Some(id) = comparison {
+            let owner = runs.first().and_then(|run| run.owner);
+            super::comparisons::insert(&mut tx, id, &ids, owner).await?;
+        }
         if let Some(key) = key {
-            let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
             match idempotency::remember(&mut tx, key, &ids).await {
                 Ok(()) => {}
                 // The same key, stored meanwhile by a request made at the same time (another
@@ -201,7 +231,7 @@ impl Store {
                     if error.is_unique_violation() =>
                 {
                     drop(tx);
-                    return Box::pin(self.insert_runs_once(runs, max_queued, Some(key))).await;
+                    return Box::pin(self.submit(runs, max_queued, Some(key), comparison)).await;
                 }
                 Err(error) => return Err(error),
             }

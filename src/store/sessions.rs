@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::events::{self, StoredEvent};
 use super::keys::KeyId;
-use super::runs::parse_id;
+use super::runs::{parse_id, ListFilter, PREVIEW_CHARS};
 use super::{now_ms, Store, StoreError, StoreResult};
 use crate::domain::RunId;
 
@@ -16,6 +16,27 @@ pub enum SessionStatus {
     Open,
     Closed,
     Expired,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl std::str::FromStr for SessionStatus {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        [Self::Open, Self::Closed, Self::Expired]
+            .into_iter()
+            .find(|status| status.as_str() == raw)
+            .ok_or_else(|| format!("unknown session status {raw:?}: open, closed or expired"))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +85,34 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Sessions, newest first, each with a preview of its latest turn's prompt.
+    pub async fn list_sessions(
+        &self,
+        filter: &ListFilter<SessionStatus>,
+    ) -> StoreResult<Vec<(SessionRecord, Option<String>)>> {
+        let columns = COLUMNS.replace(", ", ", s.");
+        let rows = sqlx::query(&format!(
+            "SELECT s.{columns}, (SELECT SUBSTR(r.prompt, 1, {}) FROM runs r \
+                 WHERE r.session_id = s.id ORDER BY r.turn DESC LIMIT 1) AS preview \
+             FROM sessions s \
+             WHERE ($1 IS NULL OR s.status = $1) AND ($2 IS NULL OR s.id < $2) \
+               AND ($5 IS NULL OR s.owner_key = $5) \
+             ORDER BY s.id DESC LIMIT $3 OFFSET $4",
+            // One more than a preview shows, so the preview knows the prompt goes on.
+            PREVIEW_CHARS + 1
+        ))
+        .bind(filter.status.map(SessionStatus::as_str))
+        .bind(filter.before.map(|id| id.to_string()))
+        .bind(filter.limit as i64)
+        .bind(filter.offset as i64)
+        .bind(filter.owner.map(|k| k.0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((session_from_row(row)?, row.try_get("preview")?)))
+            .collect()
     }
 
     /// The session's runs, by turn: id and status.
@@ -177,12 +226,7 @@ fn session_from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
     let metadata: String = row.try_get("metadata")?;
     Ok(SessionRecord {
         id: parse_id(row.try_get("id")?)?,
-        status: match status.as_str() {
-            "open" => SessionStatus::Open,
-            "closed" => SessionStatus::Closed,
-            "expired" => SessionStatus::Expired,
-            other => return Err(StoreError::Corrupt(format!("session status {other:?}"))),
-        },
+        status: status.parse().map_err(StoreError::Corrupt)?,
         turns: row.try_get::<i64, _>("turns")? as u32,
         idle_timeout_ms: row.try_get("idle_timeout_ms")?,
         metadata: serde_json::from_str(&metadata)
