@@ -174,6 +174,22 @@ impl Vars {
         }
     }
 
+    /// A yes/no switch: `1`, `true`, `yes`, `on` or `0`, `false`, `no`, `off`.
+    fn flag(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError {
+                name: name.into(),
+                value: raw.clone(),
+                reason: "must be true or false".into(),
+            }),
+        }
+    }
+
     /// An optional number: unset (or `none`) means no limit.
     fn optional<T>(&self, name: &str) -> Result<Option<T>, ConfigError>
     where

@@ -37,6 +37,8 @@ impl EventBus {
     }
 
     pub fn publish(&self, event: StoredEvent) {
+        // Every event this node stores passes here once: the place to count runs ending.
+        crate::metrics::get().event(&event);
         self.send(Live::Event(event));
     }
 

@@ -6,6 +6,7 @@ pub mod domain;
 pub mod engine;
 pub mod events;
 pub mod keys;
+pub mod metrics;
 pub mod providers;
 pub mod repl;
 pub mod startup;

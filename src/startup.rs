@@ -58,6 +58,7 @@ impl Application {
         let auth = Auth::new(&config.auth);
         check_exposure(&config, &store).await?;
         let providers = Providers::from_config(&config)?;
+        crate::metrics::get().prime(providers.configured());
         let prices = Arc::new(PriceTable::with_overrides(config.prices_file.as_deref())?);
         let scratch = &config.sandbox.scratch_root;
         std::fs::create_dir_all(scratch).map_err(|source| StartupError::Scratch {

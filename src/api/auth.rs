@@ -24,6 +24,7 @@ pub struct Auth {
     /// false; until then every request looks (one indexed query), so a key made by
     /// `rlmd keys create` while the server runs takes effect at once.
     keys_exist: AtomicBool,
+    metrics_public: bool,
 }
 
 /// Who made a request, as the handlers see it.
@@ -46,6 +47,7 @@ impl Auth {
             mode: config.mode,
             max_queued_runs: config.max_queued_runs,
             keys_exist: AtomicBool::new(false),
+            metrics_public: config.metrics_public,
         }
     }
 
@@ -62,6 +64,20 @@ impl Auth {
             self.keys_exist.store(true, Ordering::Relaxed);
         }
         Ok(exist)
+    }
+
+    /// `/metrics` is open when keys are off or the operator made it public; otherwise any
+    /// valid key reads it (a scraper needs no admin key: metrics hold no tenant's data,
+    /// only counts by status, provider and model).
+    pub async fn check_metrics_reader(
+        &self,
+        store: &Store,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
+        if self.metrics_public {
+            return Ok(());
+        }
+        self.caller(store, headers).await.map(drop)
     }
 
     async fn caller(&self, store: &Store, headers: &HeaderMap) -> Result<Caller, ApiError> {

@@ -7,6 +7,7 @@ mod guards;
 mod health;
 mod idempotency;
 mod json;
+mod metrics;
 mod paging;
 mod preflight;
 mod providers;
@@ -63,6 +64,7 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
         .merge(providers::router())
         .merge(comparisons::router())
         .merge(health::router())
+        .merge(metrics::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // After every merge: it reaches only the routes already added.
         .method_not_allowed_fallback(guards::method_not_allowed)

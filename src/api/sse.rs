@@ -71,6 +71,7 @@ async fn events(
         done: false,
         finished: run.status.is_terminal(),
         shutdown: state.shutdown.clone(),
+        _counted: crate::metrics::get().sse_client(),
     };
     let stream = stream::unfold(follower, |mut follower| async move {
         let event = follower.next().await?;
@@ -99,6 +100,8 @@ struct Follower {
     /// that finds nothing more means the client already has it (it resumed at the end).
     finished: bool,
     shutdown: CancellationToken,
+    /// Counts this stream in `rlmd_sse_clients` while it is open.
+    _counted: crate::metrics::SseClient,
 }
 
 impl Follower {

@@ -22,6 +22,8 @@ pub struct AuthConfig {
     pub max_queued_runs: Option<u32>,
     /// Origins allowed to call the API from a browser; empty: CORS is off.
     pub cors_origins: Vec<String>,
+    /// `RLM_METRICS_PUBLIC`: `/metrics` answers without a key even when keys are on.
+    pub metrics_public: bool,
 }
 
 impl AuthConfig {
@@ -51,6 +53,7 @@ impl AuthConfig {
             max_concurrent_runs: limit(env, "RLM_KEY_MAX_CONCURRENT_RUNS", 16)?,
             max_queued_runs: limit(env, "RLM_KEY_MAX_QUEUED_RUNS", 256)?,
             cors_origins,
+            metrics_public: env.flag("RLM_METRICS_PUBLIC", false)?,
         })
     }
 }
@@ -84,6 +87,7 @@ mod tests {
         assert_eq!(auth.max_concurrent_runs, Some(16));
         assert_eq!(auth.max_queued_runs, Some(256));
         assert!(auth.cors_origins.is_empty());
+        assert!(!auth.metrics_public);
     }
 
     #[test]
@@ -106,5 +110,12 @@ mod tests {
     fn an_unknown_mode_is_refused() {
         let err = read(&[("RLM_AUTH", "maybe")]).unwrap_err().to_string();
         assert!(err.contains("RLM_AUTH"), "{err}");
+        let err = read(&[("RLM_METRICS_PUBLIC", "perhaps")]).unwrap_err();
+        assert!(err.to_string().contains("RLM_METRICS_PUBLIC"), "{err}");
+        assert!(
+            read(&[("RLM_METRICS_PUBLIC", "yes")])
+                .unwrap()
+                .metrics_public
+        );
     }
 }

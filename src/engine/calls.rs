@@ -50,6 +50,7 @@ pub async fn charged_call(
         mark_if_cut_off(completion);
     }
     let record = recorder.call_record(call, started.elapsed().as_millis() as i64, &result);
+    crate::metrics::get().model_call(&record);
     recorder.keep(Write::LlmCall(record.clone()));
     let _ = tree.charge(record.input_tokens + record.output_tokens, record.cost_usd);
     Ok((result, record))

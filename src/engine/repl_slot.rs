@@ -70,11 +70,13 @@ impl ReplSlot {
         let stderr_log = self.run_dir.join("repl-stderr.log");
         match ReplProcess::spawn(&self.sandbox, &workdir, &stderr_log) {
             Ok(process) => {
+                crate::metrics::get().repl_started();
                 self.process = Some(process);
                 self.start_error = None;
             }
             Err(error) => {
                 tracing::error!(%error, "could not start the REPL");
+                crate::metrics::get().repl_failed(error.reason());
                 self.start_error = Some(error.to_string());
                 self.permit = None;
             }
@@ -114,10 +116,16 @@ impl ReplSlot {
         timeout: Duration,
         host: &impl Host,
     ) -> Result<ExecOutcome, ReplError> {
-        self.ready()
-            .await?
-            .exec(code, output_chars, timeout, host)
-            .await
+        let outcome = match self.ready().await {
+            Ok(process) => process.exec(code, output_chars, timeout, host).await,
+            Err(error) => Err(error),
+        };
+        match &outcome {
+            // A spawn failure was counted where it happened.
+            Err(ReplError::Spawn(_)) | Ok(_) => {}
+            Err(error) => crate::metrics::get().repl_failed(error.reason()),
+        }
+        outcome
     }
 
     /// Sets a variable (to raw JSON) now and in every REPL this slot starts later.

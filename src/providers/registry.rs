@@ -214,6 +214,13 @@ impl Providers {
         self.handles.get(name).cloned()
     }
 
+    /// The configured providers, by name, with their default models.
+    pub fn configured(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.handles
+            .values()
+            .map(|h| (h.name.as_str(), h.default_model.as_str()))
+    }
+
     pub fn default_model(&self, name: &str) -> Option<&str> {
         self.handles.get(name).map(|h| h.default_model.as_str())
     }

@@ -35,6 +35,20 @@ pub enum ReplError {
     Tools(String),
 }
 
+impl ReplError {
+    /// A short name for what went wrong (a metrics label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Spawn(_) => "spawn",
+            Self::Init(_) => "init",
+            Self::Timeout(_) => "timeout",
+            Self::Crashed(_) => "crashed",
+            Self::Protocol(_) => "protocol",
+            Self::Tools(_) => "tools",
+        }
+    }
+}
+
 /// Makes the model calls that code in the REPL asks for.
 pub trait Host {
     /// The value handed back to the code (a string or a list of strings), or an error

@@ -51,6 +51,14 @@ impl Finish {
 }
 
 impl Store {
+    /// Runs waiting in the queue, on every node.
+    pub async fn queued_runs(&self) -> StoreResult<i64> {
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
     /// Atomically takes the oldest claimable run: a queued one, or a running one whose
     /// worker's lease ran out (and that has tries left). A run whose API key already has
     /// its limit of root runs running (the key's own, else `max_running_per_key`) waits.

@@ -70,6 +70,11 @@ impl RunningJobs {
         }
     }
 
+    /// How many jobs run here now.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
     pub fn stop_all(&self, reason: StopReason) {
         for control in self.lock().values() {
             control.stop(reason);

@@ -60,6 +60,9 @@ impl RunState<'_> {
             .exec(code, limits.output_chars, limits.block_timeout(), &host);
         let result = self.recorder.flush_during(exec).await?;
         let duration_ms = started.elapsed().as_millis() as i64;
+        if recorded.is_none() {
+            crate::metrics::get().block_ran(started.elapsed().as_secs_f64());
+        }
         let (outcome, timed_out, end) = match result {
             Ok(outcome) => {
                 if outcome.draft.is_some() {
