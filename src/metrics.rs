@@ -160,11 +160,11 @@ impl Metrics {
     pub fn prime<'a>(&self, providers: impl Iterator<Item = (&'a str, &'a str)>) {
         for status in ["succeeded", "failed", "cancelled"] {
             let status = status.to_string();
-            self.runs.get_or_create(&StatusLabel { status });
+            drop(self.runs.get_or_create(&StatusLabel { status }));
         }
         for reason in ["spawn", "init", "timeout", "crashed", "protocol", "tools"] {
             let reason = reason.to_string();
-            self.repl_failures.get_or_create(&ReasonLabel { reason });
+            drop(self.repl_failures.get_or_create(&ReasonLabel { reason }));
         }
         for (provider, model) in providers {
             let model = ModelLabels {
@@ -177,7 +177,7 @@ impl Metrics {
                     model: model.model.clone(),
                     kind: kind.to_string(),
                 };
-                self.model_calls.get_or_create(&labels);
+                drop(self.model_calls.get_or_create(&labels));
             }
             for direction in ["input", "output"] {
                 let labels = TokenLabels {
@@ -185,10 +185,10 @@ impl Metrics {
                     model: model.model.clone(),
                     direction,
                 };
-                self.tokens.get_or_create(&labels);
+                drop(self.tokens.get_or_create(&labels));
             }
-            self.model_call_seconds.get_or_create(&model);
-            self.cost_usd.get_or_create(&model);
+            drop(self.model_call_seconds.get_or_create(&model));
+            drop(self.cost_usd.get_or_create(&model));
         }
     }
 
