@@ -27,6 +27,14 @@ pub enum ApiError {
     Unauthorized(String),
     /// A per-key limit is reached (answered with `Retry-After`).
     RateLimited(String),
+    /// The OpenAI-compatible endpoint was asked for a model it does not serve.
+    ModelNotFound(String),
+    /// A run made for a request that waits for its answer ended without one. 422, not 5xx:
+    /// the request was served, and a client that retries 5xx must not pay for it again.
+    RunFailed {
+        code: String,
+        message: String,
+    },
 }
 
 /// The `Retry-After` of a full queue: queued runs leave the queue as runs finish, which no
@@ -82,37 +90,59 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let (status, code, message) = match self {
-            Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
-            Self::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message),
-            Self::Conflict { code, message } => (StatusCode::CONFLICT, code, message),
-            Self::PayloadTooLarge(message) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
-            }
-            Self::MethodNotAllowed(message) => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+            Self::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code.into(), message),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, "not_found".into(), message),
+            Self::Conflict { code, message } => (StatusCode::CONFLICT, code.into(), message),
+            Self::PayloadTooLarge(message) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large".into(),
                 message,
             ),
-            Self::Unavailable(message) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
-            Self::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized", message),
-            Self::RateLimited(message) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+            Self::MethodNotAllowed(message) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed".into(),
+                message,
+            ),
+            Self::Unavailable(message) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into(), message)
+            }
+            Self::Unauthorized(message) => (StatusCode::UNAUTHORIZED, "unauthorized".into(), message),
+            Self::RateLimited(message) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into(), message)
+            }
+            Self::ModelNotFound(model) => (
+                StatusCode::NOT_FOUND,
+                "model_not_found".into(),
+                format!("no model {model:?}: use `rlm`, or `rlm:<provider>/<model>` (see GET /v1/models)"),
+            ),
+            Self::RunFailed { code, message } => (StatusCode::UNPROCESSABLE_ENTITY, code, message),
             Self::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error answering a request");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
+                    "internal_error".into(),
                     "the server failed to handle this request; the cause is in its log".to_string(),
                 )
             }
         };
-        let mut response = (
-            status,
-            Json(json!({"error": {"code": code, "message": message}})),
-        )
-            .into_response();
+        // `type` is OpenAI's error class, so that its SDKs (and any client of that shape)
+        // read every error of this server.
+        let body = json!({"error": {"code": code, "message": message, "type": error_type(status), "param": null}});
+        let mut response = (status, Json(body)).into_response();
         if let Some((name, value)) = extra_header {
             response.headers_mut().insert(name, value);
         }
         response
+    }
+}
+
+/// OpenAI's error type for a status.
+fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 404 | 405 | 409 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        _ => "server_error",
     }
 }

@@ -8,6 +8,7 @@ mod health;
 mod idempotency;
 mod json;
 mod metrics;
+mod openai;
 mod paging;
 mod preflight;
 mod providers;
@@ -65,6 +66,7 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
         .merge(comparisons::router())
         .merge(health::router())
         .merge(metrics::router())
+        .merge(openai::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // After every merge: it reaches only the routes already added.
         .method_not_allowed_fallback(guards::method_not_allowed)

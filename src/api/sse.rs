@@ -27,7 +27,7 @@ use super::runs::load_run;
 use super::{views, AppState};
 use crate::domain::RunId;
 use crate::events::Live;
-use crate::store::{Store, StoredEvent};
+use crate::store::{RunRecord, Store, StoredEvent};
 
 const REPLAY_BATCH: u32 = 500;
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -52,7 +52,6 @@ async fn events(
     let live = state.bus.subscribe();
     // Another key's run is a run that does not exist.
     let run = load_run(&state, &caller, &id).await?;
-    let run_id = run.id;
     let after = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
@@ -61,18 +60,7 @@ async fn events(
             .ok_or_else(|| ApiError::invalid("Last-Event-ID must be an event number"))?,
         None => query.after.unwrap_or(0),
     };
-    let follower = Follower {
-        store: state.store.clone(),
-        live,
-        run_id,
-        last_seq: after.max(0),
-        pending: VecDeque::new(),
-        reread: true,
-        done: false,
-        finished: run.status.is_terminal(),
-        shutdown: state.shutdown.clone(),
-        _counted: crate::metrics::get().sse_client(),
-    };
+    let follower = Follower::new(&state, live, &run, after);
     let stream = stream::unfold(follower, |mut follower| async move {
         let event = follower.next().await?;
         Some((Ok(sse_event(&event)), follower))
@@ -87,7 +75,8 @@ fn sse_event(event: &StoredEvent) -> Event {
         .data(views::event(event).to_string())
 }
 
-struct Follower {
+/// Reads a run's events (its whole tree's, for a root) in order, from the store and live.
+pub(super) struct Follower {
     store: Store,
     live: broadcast::Receiver<Arc<Live>>,
     run_id: RunId,
@@ -105,12 +94,35 @@ struct Follower {
 }
 
 impl Follower {
+    /// Follows `run` from after event `after`. `live` must have been subscribed before the
+    /// run was read, so that nothing published in between is missed.
+    pub(super) fn new(
+        state: &AppState,
+        live: broadcast::Receiver<Arc<Live>>,
+        run: &RunRecord,
+        after: i64,
+    ) -> Self {
+        Self {
+            store: state.store.clone(),
+            live,
+            run_id: run.id,
+            last_seq: after.max(0),
+            pending: VecDeque::new(),
+            reread: true,
+            done: false,
+            finished: run.status.is_terminal(),
+            shutdown: state.shutdown.clone(),
+            _counted: crate::metrics::get().sse_client(),
+        }
+    }
+
     /// Whether an event of `run_id`, in the tree `root_id`, belongs on this stream.
     fn follows(&self, root_id: RunId, run_id: RunId) -> bool {
         run_id == self.run_id || root_id == self.run_id
     }
 
-    async fn next(&mut self) -> Option<StoredEvent> {
+    /// The next event; `None` after the run's terminal event (or at shutdown).
+    pub(super) async fn next(&mut self) -> Option<StoredEvent> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 if event.seq <= self.last_seq {

@@ -1,0 +1,24 @@
+# Sourced by scripts/test.sh: a virtual environment with the real clients the tests drive
+# (OpenAI's Python SDK), from the package registry, made once in target/clients-venv.
+# Tests find its Python through RLMD_TEST_PYTHON.
+
+rlmd_clients_venv() {
+  local venv="$PWD/target/clients-venv"
+  local wanted="openai==3.57.0"
+  if ! python3 -c 'import ensurepip' 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
+    local sudo=""
+    if [[ "$(id -u)" -ne 0 ]]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv
+  fi
+  if [[ ! -x "$venv/bin/python" ]] || ! grep -qxF "$wanted" "$venv/.installed" 2>/dev/null; then
+    echo "installing the test clients ($wanted) in $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$wanted"
+    echo "$wanted" >"$venv/.installed"
+  fi
+  export RLMD_TEST_PYTHON="$venv/bin/python"
+}
+
+rlmd_clients_venv
