@@ -62,6 +62,7 @@ RUN cargo build --release --locked --bin rlmd \
 
 # 2. The crate itself. The migrations are embedded at compile time (sqlx::migrate!). The
 #    stubs for benches/tests/examples stay: the release binary needs none of them.
+COPY build.rs ./
 COPY src/ src/
 COPY migrations/ migrations/
 RUN cargo build --release --locked --bin rlmd \

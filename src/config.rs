@@ -13,9 +13,11 @@ use std::time::Duration;
 mod auth;
 mod providers;
 mod sandbox;
+mod webhooks;
 pub use auth::{AuthConfig, AuthMode};
 pub use providers::{AzureConfig, EndpointConfig, PortkeyConfig, ProviderEndpoints};
 pub use sandbox::{SandboxConfig, SandboxMode};
+pub use webhooks::{is_public, WebhookPolicy};
 
 /// A secret (an API key). `Debug` and `Display` never print it.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,6 +64,8 @@ pub struct RunDefaults {
     pub max_cost_usd: Option<f64>,
     pub max_llm_calls: Option<i64>,
     pub max_errors: Option<u32>,
+    /// Where a run's `webhook` may point, and how deliveries are retried.
+    pub webhooks: WebhookPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +141,7 @@ impl Config {
                 max_cost_usd: env.optional("RLM_MAX_COST_USD")?,
                 max_llm_calls: env.optional("RLM_MAX_LLM_CALLS")?,
                 max_errors: env.optional("RLM_MAX_ERRORS")?,
+                webhooks: WebhookPolicy::from_vars(&env)?,
             },
             providers: ProviderSettings {
                 connect_timeout: env.seconds("RLM_PROVIDER_CONNECT_TIMEOUT_S", 10.0)?,
@@ -279,6 +284,7 @@ mod tests {
             include_str!("config/providers.rs"),
             include_str!("config/sandbox.rs"),
             include_str!("config/auth.rs"),
+            include_str!("config/webhooks.rs"),
         ]
         .concat();
         for name in vars.keys() {

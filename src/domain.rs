@@ -260,6 +260,19 @@ pub struct RunSpec {
     pub compaction: Option<Compaction>,
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Where the run is POSTed when it ends (roots only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// `webhook: {url, secret?}` of a run request. The secret signs deliveries; it is stored
+/// with the run but never shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 impl RunSpec {
@@ -289,6 +302,7 @@ impl RunSpec {
             sub_tools: self.sub_tools.clone(),
             system_prompt: self.system_prompt.clone(),
             metadata: serde_json::Map::new(),
+            webhook: None,
             ..self.clone()
         }
     }

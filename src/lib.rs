@@ -12,4 +12,5 @@ pub mod repl;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 pub mod worker;

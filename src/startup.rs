@@ -170,6 +170,12 @@ impl Application {
             }
         };
         self.pool.spawn(&tracker, shutdown.clone(), signals);
+        let webhooks = crate::webhooks::Dispatcher {
+            store: self.state.store.clone(),
+            bus: self.state.bus.clone(),
+            policy: Arc::new(self.config.defaults.webhooks.clone()),
+        };
+        webhooks.spawn(&tracker, shutdown.clone());
         tracing::info!(address = %self.listener.local_addr()?, workers = self.config.workers, "rlmd is serving");
         let router = api::router(
             self.state.clone(),

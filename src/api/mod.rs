@@ -29,6 +29,7 @@ use tower_http::trace::TraceLayer;
 
 pub use auth::{Auth, Caller};
 pub use error::ApiError;
+pub use runs::run_detail;
 
 use std::time::Duration;
 

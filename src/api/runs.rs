@@ -100,7 +100,7 @@ async fn show(
 }
 
 /// A run with its spending by model and, for a root, its whole tree's.
-async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, ApiError> {
+pub async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, ApiError> {
     let own = store.usage_by_model(run.id, false).await?;
     if run.parent_id.is_some() {
         return Ok(views::run_detail(run, &own, None));

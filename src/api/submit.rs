@@ -5,7 +5,7 @@ use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use crate::config::RunDefaults;
-use crate::domain::{Compaction, Limits, RunId, RunSpec, Sampling, Tool};
+use crate::domain::{Compaction, Limits, RunId, RunSpec, Sampling, Tool, Webhook};
 use crate::providers::{Providers, KNOWN_PROVIDERS};
 use crate::store::NewRun;
 
@@ -41,6 +41,8 @@ pub struct SubmitRun {
     compaction: Option<CompactionInput>,
     #[serde(default)]
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    webhook: Option<Webhook>,
 }
 
 /// `"compaction": true`, or `{"threshold_pct": 0.5}`.
@@ -152,6 +154,22 @@ impl SubmitRun {
         if let Some(sub_tools) = &self.sub_tools {
             Tool::check_all(sub_tools, "sub_tools").map_err(ApiError::invalid)?;
         }
+        if let Some(webhook) = &self.webhook {
+            defaults
+                .webhooks
+                .check(&webhook.url)
+                .map_err(|why| ApiError::bad_request("invalid_webhook", why))?;
+            if webhook
+                .secret
+                .as_ref()
+                .is_some_and(|s| s.is_empty() || s.len() > 1024)
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_webhook",
+                    "`webhook.secret` must be 1 to 1024 characters",
+                ));
+            }
+        }
         let id = RunId::new();
         Ok(NewRun {
             id,
@@ -174,6 +192,7 @@ impl SubmitRun {
                 sub_tools: self.sub_tools,
                 compaction,
                 metadata: self.metadata.unwrap_or_default(),
+                webhook: self.webhook,
             },
             context_json,
             session_id: None,

@@ -68,6 +68,8 @@ pub fn run(run: &RunRecord) -> Value {
         "compaction": spec.compaction,
         "sub_tools": spec.sub_tools,
         "metadata": spec.metadata,
+        // Never its secret.
+        "webhook": spec.webhook.as_ref().map(|w| json!({"url": w.url, "signed": w.secret.is_some()})),
         "answer": run.answer,
         "finish_reason": run.finish_reason,
         "error": run.error,

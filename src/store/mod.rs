@@ -18,6 +18,7 @@ mod sessions;
 mod signals;
 mod trajectory;
 mod tree;
+mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -339,8 +339,8 @@ async fn insert(
     };
     sqlx::query(
         "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at, \
-             started_at, attempts, session_id, turn, owner_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             started_at, attempts, session_id, turn, owner_key, webhook_state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(run.id.to_string())
     .bind(run.root_id.to_string())
@@ -355,6 +355,7 @@ async fn insert(
     .bind(run.session_id.map(|s| s.to_string()))
     .bind(turn.map(i64::from))
     .bind(run.owner.map(|k| k.0))
+    .bind(run.spec.webhook.as_ref().map(|_| "pending"))
     .execute(&mut *conn)
     .await?;
     sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES ($1, $2)")

@@ -78,8 +78,10 @@ async fn chat_completions(
             guard,
         ));
     }
-    let run = wait_for_end(&state, follower, run.id).await?;
+    // Ended, or the server is stopping (the run resumes then): either way it stays.
+    let ended = wait_for_end(&state, follower, run.id).await;
     guard.disarm();
+    let run = ended?;
     let usage = tree_usage(&state, &run).await?;
     Ok(Json(completion(&run, &request.model, &usage)?).into_response())
 }

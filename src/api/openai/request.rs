@@ -51,6 +51,7 @@ pub struct ChatRequest {
     sub_sampling: Option<Box<RawValue>>,
     compaction: Option<Box<RawValue>>,
     metadata: Option<serde_json::Map<String, Value>>,
+    webhook: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +95,8 @@ struct RunBody<'a> {
     compaction: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a serde_json::Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<&'a RawValue>,
 }
 
 /// The provider and model a model name picks; `None`s are the server's defaults.
@@ -168,6 +171,7 @@ impl ChatRequest {
             sub_sampling: self.sub_sampling.as_deref(),
             compaction: self.compaction.as_deref(),
             metadata: self.metadata.as_ref(),
+            webhook: self.webhook.as_deref(),
         };
         let text = serde_json::to_string(&body).expect("a run body serializes");
         super::super::json::parse(text.as_bytes())
