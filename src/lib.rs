@@ -1,6 +1,7 @@
 //! rlmd: Recursive Language Model tasks as durable jobs behind an HTTP API.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod engine;

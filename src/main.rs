@@ -14,6 +14,8 @@ use rlmd::startup::Application;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    server: rlmd::cli::Server,
 }
 
 #[derive(Subcommand)]
@@ -27,6 +29,8 @@ enum Command {
         #[command(subcommand)]
         command: rlmd::keys::KeysCommand,
     },
+    #[command(flatten)]
+    Client(rlmd::cli::ClientCommand),
     /// The sandboxed Python REPL child; started by the server, never by hand.
     #[command(hide = true)]
     Repl,
@@ -37,6 +41,11 @@ fn main() -> ExitCode {
     if let Some(Command::Repl) = cli.command {
         // No tokio, no tracing, no configuration: the child knows nothing but its pipe.
         return ExitCode::from(rlmd::repl::child::run() as u8);
+    }
+    if let Some(Command::Client(command)) = cli.command {
+        // A client of a server elsewhere: none of the server's configuration applies.
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        return runtime.block_on(rlmd::cli::run(command, cli.server));
     }
     let config = match Config::from_env() {
         Ok(config) => config,
