@@ -143,6 +143,9 @@ async fn runs_show_cancel_and_export() {
     let exported = rlmd(&app, Some(&key), &["export", &id]).await;
     let trajectory: Value = serde_json::from_slice(&exported.stdout).unwrap();
     assert_eq!(trajectory["run"]["id"], id.as_str());
+    let jsonl = rlmd(&app, Some(&key), &["export", &id, "--format", "rlms"]).await;
+    let first: Value = serde_json::from_str(utf8(&jsonl.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "metadata", "the rlms logger's first line");
 
     // Without the key: the server's 401, and a non-zero exit.
     let refused = rlmd(&app, None, &["show", &id]).await;

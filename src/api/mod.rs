@@ -3,6 +3,7 @@
 mod auth;
 mod comparisons;
 mod error;
+mod export;
 mod guards;
 mod health;
 mod idempotency;

@@ -7,6 +7,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
@@ -138,12 +139,32 @@ async fn list(
     ))
 }
 
+#[derive(Debug, Deserialize)]
+struct TrajectoryQuery {
+    format: Option<String>,
+}
+
+/// The whole tree's record: rlmd's JSON, or (`?format=rlms`) the `rlms` logger's JSONL.
 async fn trajectory(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(query): ApiQuery<TrajectoryQuery>,
+) -> Result<Response, ApiError> {
     let run = load_run(&state, &caller, &id).await?;
+    match query.format.as_deref() {
+        None | Some("" | "json") => Ok(Json(trajectory_json(&state, &run).await?).into_response()),
+        Some("rlms") => {
+            let lines = super::export::rlms_jsonl(&state.store, &run).await?;
+            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], lines).into_response())
+        }
+        Some(other) => Err(ApiError::invalid(format!(
+            "unknown `format` {other:?}: json or rlms"
+        ))),
+    }
+}
+
+async fn trajectory_json(state: &AppState, run: &RunRecord) -> Result<Value, ApiError> {
     let run_id = run.id;
     let descendants = state.store.descendants(run_id).await?;
     // Deepest first, so each run's children are built before it.
@@ -160,8 +181,8 @@ async fn trajectory(
     let trajectory = state.store.load_trajectory(run_id).await?;
     let mut children = children_of.remove(&run_id).unwrap_or_default();
     children.reverse();
-    let detail = run_detail(&state.store, &run).await?;
-    Ok(Json(views::trajectory(detail, &trajectory, children)))
+    let detail = run_detail(&state.store, run).await?;
+    Ok(views::trajectory(detail, &trajectory, children))
 }
 
 /// Cancels a run: a queued one at once; a running one is stopped by its worker (its REPL

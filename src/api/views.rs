@@ -14,6 +14,12 @@ pub fn timestamp(ms: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// ISO 8601 without a zone, in UTC, as Python's `datetime.isoformat()` writes (what the
+/// `rlms` logger's timestamps look like).
+pub fn local_timestamp(ms: i64) -> String {
+    timestamp(ms).trim_end_matches('Z').to_string()
+}
+
 /// Spending of a run's whole tree, as a root's detail shows it.
 pub struct TreeSpending<'a> {
     pub runs: i64,

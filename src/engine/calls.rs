@@ -92,3 +92,16 @@ fn mark_if_cut_off(completion: &mut Completion) {
             .push_str("\n\n[rlmd: this reply was cut off at the model's output token limit]");
     }
 }
+
+/// What a call stores of the messages it sends: `{"keep": n, "append": [...]}`, the first
+/// `n` messages of `before` (what the run's previous call sent) and then the rest of
+/// `now`. A conversation mostly grows, so a turn stores its new messages, not the whole of
+/// it again; a conversation rewritten (compacted, or a message changed) keeps less.
+pub fn messages_sent(before: &[Message], now: &[Message]) -> String {
+    let keep = before
+        .iter()
+        .zip(now)
+        .take_while(|(a, b)| a.role == b.role && a.content == b.content)
+        .count();
+    json!({"keep": keep, "append": &now[keep..]}).to_string()
+}

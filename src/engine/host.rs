@@ -7,10 +7,10 @@ use std::time::Instant;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
-use super::calls::charged_call;
+use super::calls::{charged_call, messages_sent};
 use super::recorder::CallInfo;
 use super::replay::prompt_hash;
-use super::{Engine, Parent};
+use super::{CodeSite, Engine, Parent};
 use crate::providers::{prompt_chars, Message, ProviderHandle};
 use crate::repl::{Host, HostCall};
 use crate::store::StoreError;
@@ -131,6 +131,8 @@ impl SubcallHost<'_> {
             model,
             prompt_chars: prompt_chars(&messages),
             prompt_hash: Some(hash),
+            messages: Some(messages_sent(&[], &messages)),
+            block: Some(self.block as u32),
         };
         let call = charged_call(
             self.parent.tree,
@@ -154,7 +156,14 @@ impl SubcallHost<'_> {
         model: Option<String>,
     ) -> Result<Vec<String>, String> {
         let runs = stream::iter(prompts)
-            .map(|prompt| self.engine.run_child(self.parent, prompt, model.clone()))
+            .map(|prompt| {
+                let from = CodeSite {
+                    iteration: self.iteration,
+                    block: self.block,
+                };
+                self.engine
+                    .run_child(self.parent, prompt, model.clone(), from)
+            })
             .buffered(self.max_concurrent())
             .collect::<Vec<Result<String, StoreError>>>();
         let results = self

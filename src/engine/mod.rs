@@ -4,6 +4,7 @@
 //! job and under the same tree-wide limits.
 
 mod calls;
+mod children;
 mod host;
 mod parse;
 mod prompt;
@@ -17,15 +18,14 @@ mod turn;
 
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
-use crate::domain::{RunError, RunId, RunStatus};
 use crate::events::EventBus;
 use crate::providers::{Message, PriceTable, Providers};
 use crate::repl::{Sandbox, ToolSource};
-use crate::store::{ClaimedRun, Finish, NewRun, RunRecord, Store, StoreError};
+use crate::store::{ClaimedRun, Finish, RunRecord, Store, StoreError};
+pub use children::CodeSite;
 pub use recorder::Recorder;
 use repl_slot::ReplSlot;
 use replay::Tape;
@@ -261,125 +261,6 @@ impl Engine {
         }
         Ok(repl)
     }
-
-    /// Starts a child run for `prompt` (its context) one level below `parent`, runs it to
-    /// its end and returns its answer, or an `Error: ...` string the parent's code can read.
-    /// A parent being resumed gets the child it started before for the same prompt: its
-    /// answer if it had ended, else the child itself, resumed in turn.
-    pub fn run_child<'a>(
-        &'a self,
-        parent: &'a Parent<'a>,
-        prompt: String,
-        model: Option<String>,
-    ) -> BoxFuture<'a, Result<String, StoreError>> {
-        Box::pin(async move {
-            let (child, tape) = match parent.tape.child(&prompt) {
-                Some(child) if child.status.is_terminal() => return Ok(child_answer(&child)),
-                Some(child) => {
-                    let tape = Tape::load(&self.store, child.id).await?;
-                    (child, tape)
-                }
-                None if parent.tape.is_sealed() => {
-                    parent.tape.diverged();
-                    return Ok(host::NOT_REPLAYED.to_string());
-                }
-                None => (
-                    self.start_child(parent, prompt, model).await?,
-                    Tape::default(),
-                ),
-            };
-            let finish = match self.execute_in_tree(&child, 1, parent.tree, tape).await {
-                Ok(finish) => finish,
-                Err(error) => {
-                    tracing::error!(%error, child_id = %child.id, "child run failed on an internal error");
-                    turn::failed(
-                        "internal_error",
-                        "the child run failed on an internal error",
-                    )
-                }
-            };
-            let (store, recorded) = (self.store.clone(), finish.clone());
-            let finished = write_through(&parent.tree.writes, async move {
-                store
-                    .finish_run(child.id, child.root_id, None, &recorded)
-                    .await
-            })
-            .await?;
-            for event in finished {
-                self.bus.publish(event);
-            }
-            let (status, text) = match finish {
-                Finish::Succeeded { answer, .. } => ("succeeded", answer),
-                Finish::Failed { error, .. } => {
-                    tracing::warn!(run_id = %child.id, code = %error.code,
-                        message = %error.message, "child run failed");
-                    ("failed", child_error_text(child.id, &error))
-                }
-                Finish::Cancelled => ("cancelled", child_cancelled_text(child.id)),
-            };
-            parent.recorder.emit(
-                "child.finished",
-                json!({"child_id": child.id, "status": status}),
-            );
-            Ok(text)
-        })
-    }
-
-    /// Stores a new child run for `prompt` below `parent` and announces it.
-    async fn start_child(
-        &self,
-        parent: &Parent<'_>,
-        prompt: String,
-        model: Option<String>,
-    ) -> Result<RunRecord, StoreError> {
-        let spec = parent.run.spec.for_child(model);
-        let new_run = NewRun {
-            id: RunId::new(),
-            root_id: parent.run.root_id,
-            parent_id: Some(parent.run.id),
-            depth: parent.run.depth + 1,
-            context_json: serde_json::Value::String(prompt.clone()).to_string(),
-            prompt,
-            spec,
-            session_id: None,
-            owner: parent.run.owner,
-        };
-        let store = self.store.clone();
-        let (child, started) = write_through(&parent.tree.writes, async move {
-            store.insert_child_run(&new_run).await
-        })
-        .await?;
-        self.bus.publish(started);
-        parent.recorder.emit(
-            "child.started",
-            json!({"child_id": child.id, "child_depth": child.depth, "model": child.spec.model}),
-        );
-        Ok(child)
-    }
-}
-
-/// What the code of a parent reads for a child that had ended before a restart.
-fn child_answer(child: &RunRecord) -> String {
-    let error = child
-        .error
-        .clone()
-        .unwrap_or_else(|| RunError::new("unknown", "no error was recorded"));
-    match child.status {
-        RunStatus::Succeeded => child.answer.clone().unwrap_or_default(),
-        RunStatus::Cancelled => child_cancelled_text(child.id),
-        _ => child_error_text(child.id, &error),
-    }
-}
-
-fn child_error_text(id: RunId, error: &RunError) -> String {
-    format!(
-        "Error: the child run {id} failed ({}): {}",
-        error.code, error.message
-    )
-}
-
-fn child_cancelled_text(id: RunId) -> String {
-    format!("Error: the child run {id} was cancelled")
 }
 
 /// Runs a database write to its end even if the run that asked for it is stopped meanwhile:

@@ -159,6 +159,8 @@ impl Recorder {
             error,
             created_at: crate::store::now_ms(),
             prompt_hash: call.prompt_hash.clone(),
+            messages: call.messages.clone(),
+            block: call.block,
         }
     }
 }
@@ -172,4 +174,8 @@ pub struct CallInfo<'a> {
     pub prompt_chars: usize,
     /// A sub-call's prompt, hashed (see `replay::prompt_hash`).
     pub prompt_hash: Option<String>,
+    /// What is stored of the messages sent (see `calls::messages_sent`).
+    pub messages: Option<String>,
+    /// The code block a sub-call comes from.
+    pub block: Option<u32>,
 }

@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::calls::charged_call;
+use super::calls::{charged_call, messages_sent};
 use super::parse::{self, FinalMarker};
 use super::prompt;
 use super::recorder::{CallInfo, Recorder};
 use super::repl_slot::ReplSlot;
-use super::replay::{Tape, RESTORED_NOTICE};
+use super::replay::Tape;
 use super::tree::Tree;
 use super::{Engine, EngineError};
 use crate::domain::{RunError, RunSpec};
@@ -27,6 +27,8 @@ pub struct RunState<'a> {
     provider: Arc<ProviderHandle>,
     pub repl: ReplSlot,
     messages: Vec<Message>,
+    /// What the run's last live root call sent (each call stores what it adds to it).
+    sent: Vec<Message>,
     /// `answer["content"]` as the code last left it, submitted or not (the REPL reports
     /// each change as it happens).
     draft: Mutex<Option<String>>,
@@ -43,6 +45,7 @@ pub struct RunState<'a> {
 
 mod block;
 mod compaction;
+mod resume;
 
 /// Tokens the provider counted for a call, and the characters it sent.
 #[derive(Default)]
@@ -76,6 +79,7 @@ impl<'a> RunState<'a> {
             provider,
             repl,
             messages,
+            sent: Vec::new(),
             draft: Mutex::new(None),
             consecutive_errors: 0,
             last_call: None,
@@ -280,39 +284,20 @@ impl<'a> RunState<'a> {
         kind: &str,
         iteration: Option<u32>,
     ) -> Result<Result<String, CallFailure>, EngineError> {
-        if !self.tape.has_root_call(kind, iteration) {
+        // A live call stores what it sends beyond what the run's last live call sent.
+        let sent = (!self.tape.has_root_call(kind, iteration)).then(|| {
             self.end_replay();
-        }
-        let (reply, size) = self.call_model(kind, iteration, &self.messages).await?;
+            let sent = messages_sent(&self.sent, &self.messages);
+            self.sent.clone_from(&self.messages);
+            sent
+        });
+        let (reply, size) = self
+            .call_model(kind, iteration, &self.messages, sent)
+            .await?;
         if let Ok(text) = &reply {
             self.last_call = Some((size.tokens, size.prompt_chars + text.chars().count()));
         }
         Ok(reply)
-    }
-
-    /// The first live root call of a resumed run (or its end): the replay is over. It is
-    /// announced, and if the replayed code printed something else than before, the model
-    /// is told.
-    pub fn end_replay(&mut self) {
-        let Some(report) = self.tape.finish() else {
-            return;
-        };
-        if report.diverged {
-            if let Some(last) = self.messages.last_mut() {
-                last.content = format!("{RESTORED_NOTICE}\n\n{}", last.content);
-            }
-        }
-        tracing::info!(
-            iterations = report.iterations,
-            diverged = report.diverged,
-            replay_ms = report.replay_ms,
-            "run resumed"
-        );
-        self.recorder.emit(
-            "run.resumed",
-            json!({"replayed_iterations": report.iterations, "diverged": report.diverged,
-                   "replay_ms": report.replay_ms}),
-        );
     }
 
     /// A call to the run's model with `messages`; also how big the call was. A resumed run
@@ -322,6 +307,7 @@ impl<'a> RunState<'a> {
         kind: &str,
         iteration: Option<u32>,
         messages: &[Message],
+        sent: Option<String>,
     ) -> Result<(Result<String, CallFailure>, CallSize), EngineError> {
         if self.tape.is_sealed() && !self.tape.has_root_call(kind, iteration) {
             let end = RunError::new("replayed", "the record of the turn ends here");
@@ -345,6 +331,8 @@ impl<'a> RunState<'a> {
             model: &self.spec.model,
             prompt_chars: prompt_chars(messages),
             prompt_hash: None,
+            messages: sent,
+            block: None,
         };
         let call = charged_call(
             self.tree,

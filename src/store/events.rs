@@ -94,6 +94,19 @@ impl Store {
         .await?;
         rows.iter().map(event_from_row).collect()
     }
+
+    /// The events of type `kind` of one run, in order.
+    pub async fn run_events(&self, run_id: RunId, kind: &str) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT root_id, run_id, seq, type, data, created_at FROM events \
+             WHERE run_id = $1 AND type = $2 ORDER BY seq",
+        )
+        .bind(run_id.to_string())
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
 }
 
 fn event_from_row(row: &AnyRow) -> StoreResult<StoredEvent> {

@@ -51,6 +51,12 @@ pub struct LlmCallRecord {
     pub created_at: i64,
     /// A sub-call's prompt, as its hex SHA-256 (what a resumed run matches calls by).
     pub prompt_hash: Option<String>,
+    /// What the call sent: `{"keep": n, "append": [messages]}`, the first `n` messages of
+    /// the run's call before (of this attempt) and then these.
+    #[serde(skip)]
+    pub messages: Option<String>,
+    /// The code block a sub-call was made from.
+    pub block: Option<u32>,
 }
 
 /// Everything stored about one run's work, in order.
@@ -119,7 +125,7 @@ impl Store {
         let llm_calls = sqlx::query(
             "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
                  output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at, \
-                 prompt_hash \
+                 prompt_hash, messages, block \
              FROM llm_calls WHERE run_id = $1 ORDER BY id",
         )
         .bind(&id)
@@ -180,6 +186,8 @@ fn llm_call_from_row(row: &AnyRow) -> Result<LlmCallRecord, sqlx::Error> {
         error: row.try_get("error")?,
         created_at: row.try_get("created_at")?,
         prompt_hash: row.try_get("prompt_hash")?,
+        messages: row.try_get("messages")?,
+        block: row.try_get::<Option<i64>, _>("block")?.map(|b| b as u32),
     })
 }
 
@@ -235,8 +243,8 @@ async fn insert_llm_call(
     sqlx::query(
         "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
              reply, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, \
-             error, created_at, prompt_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+             error, created_at, prompt_hash, messages, block) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(run_id.to_string())
     .bind(call.attempt as i64)
@@ -255,6 +263,8 @@ async fn insert_llm_call(
     .bind(&call.error)
     .bind(call.created_at)
     .bind(&call.prompt_hash)
+    .bind(&call.messages)
+    .bind(call.block.map(i64::from))
     .execute(conn)
     .await?;
     Ok(())

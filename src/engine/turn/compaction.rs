@@ -54,7 +54,7 @@ impl RunState<'_> {
         let mut request = self.messages.clone();
         request.push(Message::user(SUMMARISE));
         let summary = match self
-            .call_model("compaction", Some(iteration), &request)
+            .call_model("compaction", Some(iteration), &request, None)
             .await?
         {
             (Ok(text), _) => text,
