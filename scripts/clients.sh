@@ -1,10 +1,11 @@
 # Sourced by scripts/test.sh: a virtual environment with the real clients the tests drive
-# (OpenAI's Python SDK), from the package registry, made once in target/clients-venv.
-# Tests find its Python through RLMD_TEST_PYTHON.
+# (OpenAI's Python SDK; schemathesis, the schema-driven API fuzzer; an OpenAPI validator),
+# from the package registry, made once in target/clients-venv. Tests find its Python
+# through RLMD_TEST_PYTHON.
 
 rlmd_clients_venv() {
   local venv="$PWD/target/clients-venv"
-  local wanted="openai==3.57.0"
+  local wanted="openai==3.57.0 schemathesis==4.32.5 openapi-spec-validator==0.7.2"
   if ! python3 -c 'import ensurepip' 2>/dev/null && command -v apt-get >/dev/null 2>&1; then
     local sudo=""
     if [[ "$(id -u)" -ne 0 ]]; then sudo="sudo"; fi
@@ -15,7 +16,8 @@ rlmd_clients_venv() {
     echo "installing the test clients ($wanted) in $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "$wanted"
+    # shellcheck disable=SC2086 # the list splits into packages
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $wanted
     echo "$wanted" >"$venv/.installed"
   fi
   export RLMD_TEST_PYTHON="$venv/bin/python"

@@ -116,7 +116,7 @@ impl Limits {
 }
 
 /// Sampling parameters of model calls; unset ones are left to the provider.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sampling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,7 +157,7 @@ impl Compaction {
 }
 
 /// A custom tool: Python source, loaded into the REPL, that defines `name`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tool {
     pub name: String,
@@ -267,7 +267,7 @@ pub struct RunSpec {
 
 /// `webhook: {url, secret?}` of a run request. The secret signs deliveries; it is stored
 /// with the run but never shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     pub url: String,

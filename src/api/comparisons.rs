@@ -5,8 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -14,20 +13,24 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{self, ApiBody, ApiQuery};
 use super::paging::{self, ListQuery, NoStatus};
+use super::schema::{self, ErrorBody};
 use super::submit::SubmitRun;
 use super::{idempotency, preflight, views, AppState};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
 use crate::domain::{RunId, RunStatus};
 use crate::store::Submitted;
 
 const MAX_TARGETS: usize = 16;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/comparisons", post(create).get(list))
-        .route("/v1/comparisons/{id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Target {
     provider: String,
@@ -35,8 +38,25 @@ struct Target {
     model: Option<String>,
 }
 
+/// The body of a comparison: a run's body without `provider` and `model`, plus `targets`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documents the body, which is read as a map.
+struct NewComparison {
+    /// 1 to 16 targets.
+    targets: Vec<Target>,
+    prompt: String,
+    /// Any JSON, as in a run.
+    context: Option<Value>,
+}
+
 /// `{"targets": [{"provider", "model"?}, …], …}` where the rest is a run body (`prompt`,
 /// `context`, `limits`, …) shared by every target.
+#[utoipa::path(post, path = "/v1/comparisons", operation_id = "create_comparison", tag = "comparisons",
+    params(("Idempotency-Key" = Option<String>, Header, description = "As for POST /v1/runs")),
+    request_body(content = NewComparison, content_type = "application/json",
+        description = "Also every other field of a run's body (limits, sampling, ...)"),
+    responses((status = 202, body = schema::ComparisonCreated), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,6 +153,8 @@ async fn create(
 }
 
 /// Comparisons, newest first: their targets' states and the start of their prompt.
+#[utoipa::path(get, path = "/v1/comparisons", operation_id = "list_comparisons", tag = "comparisons", params(ListQuery),
+    responses((status = 200, body = schema::ComparisonList), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,6 +188,9 @@ async fn list(
     ))
 }
 
+/// The targets side by side; `fastest` and `cheapest` once all have ended.
+#[utoipa::path(get, path = "/v1/comparisons/{id}", operation_id = "get_comparison", tag = "comparisons", params(("id" = String, Path, description = "The comparison's id")),
+    responses((status = 200, body = schema::Comparison), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,

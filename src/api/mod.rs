@@ -10,10 +10,12 @@ mod idempotency;
 mod json;
 mod metrics;
 mod openai;
+mod openapi;
 mod paging;
 mod preflight;
 mod providers;
 mod runs;
+mod schema;
 mod sessions;
 mod sse;
 mod submit;
@@ -60,7 +62,8 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -> Router {
-    let router = Router::new()
+    // Every route is registered with its documentation; the document is what they add up to.
+    let (routes, document) = openapi::router()
         .merge(runs::router())
         .merge(sse::router())
         .merge(sessions::router())
@@ -69,6 +72,9 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
         .merge(health::router())
         .merge(metrics::router())
         .merge(openai::router())
+        .split_for_parts();
+    openapi::publish(&document);
+    let router = routes
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // After every merge: it reaches only the routes already added.
         .method_not_allowed_fallback(guards::method_not_allowed)

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 use crate::domain::RunId;
@@ -12,11 +13,17 @@ const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
 /// Unknown parameters are ignored, as is usual for query strings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only items in this status (runs: queued, running, succeeded, failed, cancelled;
+    /// sessions: open, closed, expired; comparisons have none).
     status: Option<String>,
+    /// Items a page, 1 to 100 (default 20).
     limit: Option<String>,
+    /// The `next_cursor` of the page before.
     cursor: Option<String>,
+    /// Items to skip.
     offset: Option<String>,
 }
 

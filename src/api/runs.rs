@@ -5,8 +5,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -14,10 +13,13 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{self, ApiBody, ApiQuery};
 use super::paging::{self, ListQuery};
+use super::schema::{self, ErrorBody};
 use super::submit::SubmitRun;
 use super::{idempotency, preflight, views, AppState};
 use crate::domain::{RunId, RunStatus};
 use std::collections::HashMap;
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::store::{CancelOutcome, RunRecord, Store, Submitted};
 use crate::worker::StopReason;
@@ -25,12 +27,12 @@ use crate::worker::StopReason;
 /// How long a cancel request waits for a running run to stop before answering 202.
 const CANCEL_WAIT: Duration = Duration::from_secs(3);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/runs", post(submit).get(list))
-        .route("/v1/runs/{id}", get(show))
-        .route("/v1/runs/{id}/trajectory", get(trajectory))
-        .route("/v1/runs/{id}/cancel", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit, list))
+        .routes(routes!(show))
+        .routes(routes!(trajectory))
+        .routes(routes!(cancel))
 }
 
 /// Parses a run id from the path; a malformed id is simply a run that does not exist.
@@ -49,6 +51,17 @@ pub async fn load_run(state: &AppState, caller: &Caller, raw: &str) -> Result<Ru
         .ok_or_else(|| ApiError::run_not_found(raw))
 }
 
+/// Queue a run.
+#[utoipa::path(post, path = "/v1/runs", operation_id = "submit_run", tag = "runs",
+    request_body(content = SubmitRun, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Retries with the same key and body get the first request's run")),
+    responses(
+        (status = 202, description = "Queued; or, for a retried Idempotency-Key, the run it made", body = schema::Run),
+        (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 409, description = "The Idempotency-Key was used for another body", body = ErrorBody),
+        (status = 413, description = "The body is too large", body = ErrorBody),
+        (status = 429, description = "The key's queue is full", body = ErrorBody)))]
 async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,6 +104,10 @@ async fn submit(
     Ok(idempotency::mark(response.into_response(), replayed))
 }
 
+/// A run, with its spending by model (and its tree's, for a root).
+#[utoipa::path(get, path = "/v1/runs/{id}", operation_id = "get_run", tag = "runs", params(("id" = String, Path, description = "The run's id")),
+    responses((status = 200, body = schema::Run), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such run (or another key's)", body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,6 +135,9 @@ pub async fn run_detail(store: &Store, run: &RunRecord) -> Result<Value, ApiErro
     ))
 }
 
+/// Root runs, newest first.
+#[utoipa::path(get, path = "/v1/runs", operation_id = "list_runs", tag = "runs", params(ListQuery),
+    responses((status = 200, body = schema::RunList), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,12 +159,20 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TrajectoryQuery {
+    /// `json` (the default) or `rlms` (JSON Lines, as the rlms logger writes).
     format: Option<String>,
 }
 
 /// The whole tree's record: rlmd's JSON, or (`?format=rlms`) the `rlms` logger's JSONL.
+#[utoipa::path(get, path = "/v1/runs/{id}/trajectory", operation_id = "get_trajectory", tag = "runs", params(("id" = String, Path, description = "The run's id"), TrajectoryQuery),
+    responses(
+        (status = 200, content(
+            (schema::Trajectory = "application/json"),
+            (String = "application/x-ndjson"))),
+        (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn trajectory(
     State(state): State<AppState>,
     caller: Caller,
@@ -187,6 +215,12 @@ async fn trajectory_json(state: &AppState, run: &RunRecord) -> Result<Value, Api
 
 /// Cancels a run: a queued one at once; a running one is stopped by its worker (its REPL
 /// killed, its model calls dropped), which this waits a moment for.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", operation_id = "cancel_run", tag = "runs", params(("id" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "Cancelled (or stopped)", body = schema::Run),
+        (status = 202, description = "Asked to stop; not stopped yet", body = schema::Run),
+        (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Already finished, or a child run", body = ErrorBody)))]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

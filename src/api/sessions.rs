@@ -3,8 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -12,20 +11,24 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{self, ApiBody, ApiQuery};
 use super::paging::{self, ListQuery};
+use super::schema::{self, ErrorBody};
 use super::submit::SubmitRun;
 use super::{idempotency, preflight, views, AppState};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
 use crate::domain::RunId;
 use crate::store::{SessionRecord, SessionStatus, StoreError, Submitted};
 use crate::worker::StopReason;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/sessions", post(create).get(list))
-        .route("/v1/sessions/{id}", get(show).delete(close))
-        .route("/v1/sessions/{id}/runs", post(submit_turn))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, close))
+        .routes(routes!(submit_turn))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewSession {
     idle_timeout_s: Option<f64>,
@@ -49,6 +52,10 @@ async fn load(state: &AppState, caller: &Caller, raw: &str) -> Result<SessionRec
         .ok_or_else(|| ApiError::NotFound(format!("no session with id {raw:?}")))
 }
 
+/// Open a session (the body is optional).
+#[utoipa::path(post, path = "/v1/sessions", operation_id = "create_session", tag = "sessions",
+    request_body(content = Option<NewSession>, content_type = "application/json"),
+    responses((status = 201, body = schema::Session), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,6 +88,9 @@ async fn create(
     ))
 }
 
+/// A session and its runs by turn.
+#[utoipa::path(get, path = "/v1/sessions/{id}", operation_id = "get_session", tag = "sessions", params(("id" = String, Path, description = "The session's id")),
+    responses((status = 200, body = schema::Session), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -92,6 +102,8 @@ async fn show(
 }
 
 /// Sessions, newest first; each with a preview of its latest turn's prompt.
+#[utoipa::path(get, path = "/v1/sessions", operation_id = "list_sessions", tag = "sessions", params(ListQuery),
+    responses((status = 200, body = schema::SessionList), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,6 +130,12 @@ async fn list(
 
 /// Submits the session's next turn: a run like any other (same body as POST /v1/runs) that
 /// runs in the session's REPL once the turns before it have ended.
+#[utoipa::path(post, path = "/v1/sessions/{id}/runs", operation_id = "submit_session_turn", tag = "sessions", params(("id" = String, Path, description = "The session's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "As for POST /v1/runs")),
+    request_body(content = SubmitRun, content_type = "application/json"),
+    responses((status = 202, body = schema::Run), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The session is closed, or the key was used for another body", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn submit_turn(
     State(state): State<AppState>,
     caller: Caller,
@@ -168,6 +186,8 @@ async fn submit_turn(
 
 /// Closes a session: its queued turns are cancelled, a running one is stopped, its REPL
 /// is freed. Closing a closed session changes nothing.
+#[utoipa::path(delete, path = "/v1/sessions/{id}", operation_id = "close_session", tag = "sessions", params(("id" = String, Path, description = "The session's id")),
+    responses((status = 200, body = schema::Session), (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn close(
     State(state): State<AppState>,
     caller: Caller,

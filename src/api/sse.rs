@@ -13,8 +13,6 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::get;
-use axum::Router;
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -24,23 +22,34 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::json::ApiQuery;
 use super::runs::load_run;
+use super::schema::ErrorBody;
 use super::{views, AppState};
 use crate::domain::RunId;
 use crate::events::Live;
 use crate::store::{RunRecord, Store, StoredEvent};
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 const REPLAY_BATCH: u32 = 500;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/runs/{id}/events", get(events))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(events))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Replay from after this event (as `Last-Event-ID` does).
     after: Option<i64>,
 }
 
+/// Server-Sent Events of a run (of its whole tree, for a root): replayed, then live.
+#[utoipa::path(get, path = "/v1/runs/{id}/events", operation_id = "run_events", tag = "runs",
+    params(("id" = String, Path, description = "The run's id"), EventsQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "`id:` the event number, `event:` its type, `data:` `{seq, type, run_id, created_at, data}`",
+        content_type = "text/event-stream", body = super::schema::StreamEvent),
+        (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,

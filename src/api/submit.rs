@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::config::RunDefaults;
@@ -14,11 +15,13 @@ const MAX_DEPTH: u32 = 8;
 const MAX_BLOCK_TIMEOUT_S: f64 = 24.0 * 3600.0;
 const MAX_CONCURRENT_SUBCALLS: usize = 256;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRun {
     prompt: String,
+    /// Any JSON: a string, a list or an object; the REPL's `context`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     context: Option<Box<RawValue>>,
     provider: Option<String>,
     model: Option<String>,
@@ -46,14 +49,14 @@ pub struct SubmitRun {
 }
 
 /// `"compaction": true`, or `{"threshold_pct": 0.5}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum CompactionInput {
     On(bool),
     Settings(CompactionSettings),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompactionSettings {
     #[serde(default)]
@@ -78,7 +81,7 @@ impl CompactionInput {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LimitsInput {
     block_timeout_s: Option<f64>,

@@ -10,28 +10,50 @@ mod stream;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::get;
+use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::json::{self, ApiBody};
 use super::runs::load_run;
+use super::schema::{self, ErrorBody};
 use super::sse::Follower;
 use super::{idempotency, preflight, AppState};
 use crate::domain::{RunId, RunStatus};
 use crate::store::{total_usage, RunRecord, Submitted, Usage};
 use crate::worker::StopReason;
 use request::{parse_model, ChatRequest, RLM_MODEL};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/models", get(models))
+pub fn router() -> OpenApiRouter<AppState> {
+    // A model's id holds a `/`: its route takes the rest of the path, which OpenAPI cannot
+    // say, so it is documented as `{id}` beside the route.
+    OpenApiRouter::with_openapi(ModelDoc::openapi())
+        .routes(routes!(chat_completions))
+        .routes(routes!(models))
         .route("/v1/models/{*id}", get(model))
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(model))]
+struct ModelDoc;
+
+/// Run an RLM, answered in OpenAI's chat-completion shapes (whole, or streamed as chunks).
+#[utoipa::path(post, path = "/v1/chat/completions", operation_id = "create_chat_completion", tag = "openai",
+    params(("Idempotency-Key" = Option<String>, Header, description = "As for POST /v1/runs")),
+    request_body(content = ChatRequest, content_type = "application/json"),
+    responses(
+        (status = 200, content(
+            (schema::ChatCompletion = "application/json"),
+            (schema::ChatStreamEvent = "text/event-stream"))),
+        (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "The run ended without an answer", body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
 async fn chat_completions(
     State(state): State<AppState>,
     caller: Caller,
@@ -216,6 +238,9 @@ impl Drop for CancelOnDrop {
 
 /// `GET /v1/models`: `rlm`, and `rlm:<provider>/<model>` for each configured provider's
 /// default model and the models the price table knows for it.
+/// The models `model` may name: `rlm`, and `rlm:<provider>/<model>`.
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_models", tag = "openai",
+    responses((status = 200, body = schema::ModelList), (status = 401, body = ErrorBody)))]
 async fn models(State(state): State<AppState>) -> Json<Value> {
     let mut data = vec![model_entry(RLM_MODEL)];
     for provider in state.providers.describe(&state.prices) {
@@ -238,6 +263,10 @@ async fn models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
+#[utoipa::path(get, path = "/v1/models/{id}", operation_id = "get_model", tag = "openai",
+    params(("id" = String, Path, description = "`rlm` or `rlm:<provider>/<model>`")),
+    responses((status = 200, body = schema::Model), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 async fn model(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::super::error::ApiError;
 use super::super::submit::SubmitRun;
@@ -24,7 +25,7 @@ pub const RLM_MODEL: &str = "rlm";
 
 /// Fields OpenAI defines are read; unknown ones (`user`, `logprobs`: false, ...) are
 /// ignored, as the SDKs send fields a server may not know.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
@@ -38,29 +39,36 @@ pub struct ChatRequest {
     max_completion_tokens: Option<u32>,
     seed: Option<i64>,
     n: Option<u32>,
+    /// `{"type": "text"}` only, until typed answers land.
     response_format: Option<Value>,
+    /// Function calling is not supported (refused when given).
     tools: Option<Value>,
     // rlmd's own run fields.
+    #[schema(value_type = Option<Object>)]
     context: Option<Box<RawValue>>,
     sub_model: Option<String>,
     sub_provider: Option<String>,
     max_depth: Option<u32>,
     max_iterations: Option<u32>,
     system_prompt: Option<String>,
+    #[schema(value_type = Option<Object>)]
     limits: Option<Box<RawValue>>,
+    #[schema(value_type = Option<Object>)]
     sub_sampling: Option<Box<RawValue>>,
+    #[schema(value_type = Option<Object>)]
     compaction: Option<Box<RawValue>>,
     metadata: Option<serde_json::Map<String, Value>>,
+    #[schema(value_type = Option<Object>)]
     webhook: Option<Box<RawValue>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatMessage {
     role: String,
     #[serde(default)]
