@@ -5,21 +5,8 @@
 
 mod common;
 
+use common::clients::python;
 use common::*;
-
-fn python() -> String {
-    let python = std::env::var("RLMD_TEST_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/target/clients-venv/bin/python",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
-    assert!(
-        std::path::Path::new(&python).exists(),
-        "no test clients at {python}: run scripts/test.sh, which installs them"
-    );
-    python
-}
 
 async fn run(program: &str, args: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new(program)

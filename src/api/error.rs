@@ -75,6 +75,11 @@ impl From<StoreError> for ApiError {
             StoreError::QueueFull { limit } => Self::RateLimited(format!(
                 "this API key already has {limit} runs queued; retry when some have started"
             )),
+            // The session closed between its check and the turn's insert.
+            StoreError::SessionNotOpen => Self::Conflict {
+                code: "session_closed",
+                message: "the session is closed; open a new one".into(),
+            },
             other => Self::Internal(other.to_string()),
         }
     }

@@ -4,9 +4,12 @@
 
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::store::IdempotencyKey;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::response::Response;
+use super::runs::load_run;
+use super::{views, AppState};
+use crate::store::{IdempotencyKey, NewRun, RunRecord, Submitted};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 
 pub const HEADER: &str = "idempotency-key";
 /// Set on an answer given again for a retried request.
@@ -58,4 +61,62 @@ pub fn mark(mut response: Response, replayed: bool) -> Response {
         );
     }
     response
+}
+
+/// A run a request stored: new, or the one the first request with its key made.
+pub enum Queued {
+    New(RunRecord),
+    /// As it is now.
+    Replayed(RunRecord),
+}
+
+impl Queued {
+    pub fn run(&self) -> &RunRecord {
+        match self {
+            Self::New(run) | Self::Replayed(run) => run,
+        }
+    }
+}
+
+/// Queues `run`, once per idempotency key: a new run is announced and a worker woken.
+pub async fn queue_once(
+    state: &AppState,
+    caller: &Caller,
+    run: &NewRun,
+    key: Option<&IdempotencyKey>,
+) -> Result<Queued, ApiError> {
+    let runs = std::slice::from_ref(run);
+    match state
+        .store
+        .insert_runs_once(runs, caller.max_queued_runs(), key)
+        .await?
+    {
+        Submitted::New(mut inserted) => {
+            let (run, event) = inserted.remove(0);
+            state.bus.publish(event);
+            state.wake.notify_waiters();
+            Ok(Queued::New(run))
+        }
+        Submitted::Replayed(ids) => {
+            let run = load_run(state, caller, &ids[0].to_string()).await?;
+            Ok(Queued::Replayed(run))
+        }
+        Submitted::Conflict => Err(conflict()),
+    }
+}
+
+/// `202 Accepted` with the run and its `Location`: a new run as stored (a worker may have
+/// it already), a replayed one as it is now.
+pub fn accepted(queued: &Queued) -> Response {
+    let (view, replayed) = match queued {
+        Queued::New(run) => (views::new_run(run), false),
+        Queued::Replayed(run) => (views::run(run), true),
+    };
+    let location = format!("/v1/runs/{}", queued.run().id);
+    let response = (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(view),
+    );
+    mark(response.into_response(), replayed)
 }

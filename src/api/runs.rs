@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::store::{CancelOutcome, RunRecord, Store, Submitted};
+use crate::store::{CancelOutcome, RunRecord, Store};
 use crate::worker::StopReason;
 
 /// How long a cancel request waits for a running run to stop before answering 202.
@@ -73,35 +73,8 @@ async fn submit(
     let new_run = body.into_new_run(&state.defaults, &state.providers)?;
     let mut new_run = preflight::check(new_run).await?;
     new_run.owner = caller.owner();
-    let submitted = state
-        .store
-        .insert_runs_once(
-            std::slice::from_ref(&new_run),
-            caller.max_queued_runs(),
-            key.as_ref(),
-        )
-        .await?;
-    let (view, id, replayed) = match submitted {
-        Submitted::New(mut inserted) => {
-            let (run, event) = inserted.remove(0);
-            state.bus.publish(event);
-            state.wake.notify_waiters();
-            // The same shape as GET, built from what was stored (a worker may have it now).
-            (views::new_run(&run), run.id, false)
-        }
-        // The run the first request made, as it is now.
-        Submitted::Replayed(ids) => {
-            let run = load_run(&state, &caller, &ids[0].to_string()).await?;
-            (views::run(&run), run.id, true)
-        }
-        Submitted::Conflict => return Err(idempotency::conflict()),
-    };
-    let response = (
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/v1/runs/{id}"))],
-        Json(view),
-    );
-    Ok(idempotency::mark(response.into_response(), replayed))
+    let queued = idempotency::queue_once(&state, &caller, &new_run, key.as_ref()).await?;
+    Ok(idempotency::accepted(&queued))
 }
 
 /// A run, with its spending by model (and its tree's, for a root).

@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::domain::RunId;
-use crate::store::{SessionRecord, SessionStatus, StoreError, Submitted};
+use crate::store::{SessionRecord, SessionStatus};
 use crate::worker::StopReason;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -147,41 +147,17 @@ async fn submit_turn(
     let body: SubmitRun = json::parse(&bytes)?;
     let route = format!("POST /v1/sessions/{}/runs", session.id);
     let key = idempotency::key_of(&headers, &caller, &route, &bytes)?;
+    if session.status != SessionStatus::Open && key.is_none() {
+        return Err(closed(&session));
+    }
     let new_run = body.into_new_run(&state.defaults, &state.providers)?;
     let mut new_run = preflight::check(new_run).await?;
     new_run.session_id = Some(session.id);
     // A turn is its session's, even when an admin submits it.
     new_run.owner = session.owner;
-    let submitted = state
-        .store
-        .insert_runs_once(
-            std::slice::from_ref(&new_run),
-            caller.max_queued_runs(),
-            key.as_ref(),
-        )
-        .await;
     // A retried turn is answered even once its session has closed: it was accepted.
-    let (view, run_id, replayed) = match submitted {
-        Ok(Submitted::New(mut inserted)) => {
-            let (run, event) = inserted.remove(0);
-            state.bus.publish(event);
-            state.wake.notify_waiters();
-            (views::new_run(&run), run.id, false)
-        }
-        Ok(Submitted::Replayed(ids)) => {
-            let run = super::runs::load_run(&state, &caller, &ids[0].to_string()).await?;
-            (views::run(&run), run.id, true)
-        }
-        Ok(Submitted::Conflict) => return Err(idempotency::conflict()),
-        Err(StoreError::SessionNotOpen) => return Err(closed(&session)),
-        Err(other) => return Err(other.into()),
-    };
-    let response = (
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, format!("/v1/runs/{run_id}"))],
-        Json(view),
-    );
-    Ok(idempotency::mark(response.into_response(), replayed))
+    let queued = idempotency::queue_once(&state, &caller, &new_run, key.as_ref()).await?;
+    Ok(idempotency::accepted(&queued))
 }
 
 /// Closes a session: its queued turns are cancelled, a running one is stopped, its REPL

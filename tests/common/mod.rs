@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod clients;
 pub mod database;
 pub mod fake_http;
 pub mod fake_model;

@@ -16,13 +16,13 @@ use serde_json::{json, Value};
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::idempotency::{self, Queued};
 use super::json::{self, ApiBody};
-use super::runs::load_run;
 use super::schema::{self, ErrorBody};
 use super::sse::Follower;
-use super::{idempotency, preflight, AppState};
+use super::{preflight, AppState};
 use crate::domain::{RunId, RunStatus};
-use crate::store::{total_usage, RunRecord, Submitted, Usage};
+use crate::store::{total_usage, RunRecord, Usage};
 use crate::worker::StopReason;
 use request::{parse_model, ChatRequest, RLM_MODEL};
 use utoipa::OpenApi;
@@ -69,23 +69,8 @@ async fn chat_completions(
     new_run.owner = caller.owner();
     // Subscribed before the run exists, so its first events are not missed.
     let live = state.bus.subscribe();
-    let submitted = state
-        .store
-        .insert_runs_once(
-            std::slice::from_ref(&new_run),
-            caller.max_queued_runs(),
-            key.as_ref(),
-        )
-        .await?;
-    let run = match submitted {
-        Submitted::New(mut inserted) => {
-            let (run, event) = inserted.remove(0);
-            state.bus.publish(event);
-            state.wake.notify_waiters();
-            run
-        }
-        Submitted::Replayed(ids) => load_run(&state, &caller, &ids[0].to_string()).await?,
-        Submitted::Conflict => return Err(idempotency::conflict()),
+    let run = match idempotency::queue_once(&state, &caller, &new_run, key.as_ref()).await? {
+        Queued::New(run) | Queued::Replayed(run) => run,
     };
     let follower = Follower::new(&state, live, &run, 0);
     let guard = CancelOnDrop::new(&state, run.id);
