@@ -103,7 +103,7 @@ async fn metrics_count_runs_calls_tokens_and_repls() {
 }
 
 #[tokio::test]
-async fn queued_runs_show_in_the_queue_depth() {
+async fn queued_runs_and_open_streams_are_gauged() {
     let model = FakeModel::start(vec![], |_| text("unused")).await;
     let app = spawn_app_with(&model, &[("RLM_WORKERS", "0")]).await;
     for _ in 0..3 {

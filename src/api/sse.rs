@@ -70,9 +70,11 @@ async fn events(
         None => query.after.unwrap_or(0),
     };
     let follower = Follower::new(&state, live, &run, after);
-    let stream = stream::unfold(follower, |mut follower| async move {
+    // Counted in `rlmd_sse_clients` for as long as the stream is open.
+    let counted = crate::metrics::get().sse_client();
+    let stream = stream::unfold((follower, counted), |(mut follower, counted)| async move {
         let event = follower.next().await?;
-        Some((Ok(sse_event(&event)), follower))
+        Some((Ok(sse_event(&event)), (follower, counted)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
@@ -98,8 +100,6 @@ pub(super) struct Follower {
     /// that finds nothing more means the client already has it (it resumed at the end).
     finished: bool,
     shutdown: CancellationToken,
-    /// Counts this stream in `rlmd_sse_clients` while it is open.
-    _counted: crate::metrics::SseClient,
 }
 
 impl Follower {
@@ -121,7 +121,6 @@ impl Follower {
             done: false,
             finished: run.status.is_terminal(),
             shutdown: state.shutdown.clone(),
-            _counted: crate::metrics::get().sse_client(),
         }
     }
 
