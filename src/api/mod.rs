@@ -2,6 +2,7 @@
 
 mod auth;
 mod comparisons;
+mod console;
 mod error;
 mod export;
 mod guards;
@@ -64,6 +65,7 @@ pub struct AppState {
 pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -> Router {
     // Every route is registered with its documentation; the document is what they add up to.
     let (routes, document) = openapi::router()
+        .merge(console::router())
         .merge(runs::router())
         .merge(sse::router())
         .merge(sessions::router())

@@ -1,0 +1,482 @@
+// The rlmd console: a client of rlmd's public API and nothing else. Pages are routed by the
+// URL's hash; a run's page follows its events over SSE (read with fetch, so that an API key
+// can be sent) and re-reads the trajectory as they come. Text from the server is only ever
+// set as textContent, never as HTML.
+"use strict";
+
+const KEY_STORE = "rlmd-api-key";
+const main = document.getElementById("main");
+let leavePage = () => {};
+
+// ---------------------------------------------------------------- the API
+
+class ApiError extends Error {
+  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+}
+
+function authHeaders() {
+  const key = sessionStorage.getItem(KEY_STORE);
+  return key ? { Authorization: "Bearer " + key } : {};
+}
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, authHeaders(), options.headers || {});
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method: options.method || "GET", headers, signal: options.signal,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  if (response.status === 401) askForKey();
+  if (!response.ok) {
+    let error = {};
+    try { error = (await response.json()).error || {}; } catch (_) { /* not JSON */ }
+    throw new ApiError(response.status, error.code || "error", error.message || response.statusText);
+  }
+  return options.raw ? response : response.json();
+}
+
+/** Reads a run's Server-Sent Events, resuming after `last` on every reconnect. */
+function follow(runId, onEvent, onEnd) {
+  const controller = new AbortController();
+  let last = 0, stopped = false;
+  (async () => {
+    while (!stopped) {
+      try {
+        const response = await api(`/v1/runs/${runId}/events`,
+          { raw: true, signal: controller.signal, headers: last ? { "Last-Event-ID": String(last) } : {} });
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder();
+        let buffer = "", event = {};
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += decoder.decode(value, { stream: true });
+          let cut;
+          while ((cut = buffer.indexOf("\n")) >= 0) {
+            const line = buffer.slice(0, cut).replace(/\r$/, "");
+            buffer = buffer.slice(cut + 1);
+            if (line === "") {
+              if (event.data) {
+                last = Number(event.id) || last;
+                const envelope = JSON.parse(event.data);
+                onEvent(envelope);
+                if (envelope.run_id === runId && /^run\.(succeeded|failed|cancelled)$/.test(envelope.type)) {
+                  stopped = true; onEnd(); return;
+                }
+              }
+              event = {};
+            } else if (!line.startsWith(":")) {
+              const colon = line.indexOf(":");
+              const field = colon < 0 ? line : line.slice(0, colon);
+              const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+              event[field] = field === "data" && event.data ? event.data + "\n" + text : text;
+            }
+          }
+        }
+        // The stream closed: the run had ended before it opened (or the server went away).
+        stopped = true; onEnd();
+      } catch (error) {
+        if (stopped || controller.signal.aborted) return;
+        await new Promise(resolve => setTimeout(resolve, 1000));
+      }
+    }
+  })();
+  return () => { stopped = true; controller.abort(); };
+}
+
+// ---------------------------------------------------------------- small helpers
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const money = usd => "$" + (usd || 0).toFixed(usd >= 1 ? 2 : 4);
+const tokens = n => (n || 0) >= 10000 ? ((n / 1000).toFixed(1) + "k") : String(n || 0);
+function duration(run) {
+  if (!run.started_at) return "—";
+  const end = run.finished_at ? Date.parse(run.finished_at) : Date.now();
+  return ((end - Date.parse(run.started_at)) / 1000).toFixed(1) + " s";
+}
+function clip(text, max) {
+  text = text || "";
+  return text.length > max ? text.slice(0, max) + "…" : text;
+}
+const statusTag = status => el("span", { class: "status " + status }, status);
+
+function showError(error) {
+  main.replaceChildren(el("div", { class: "card error-box" },
+    error instanceof ApiError ? `${error.status} ${error.code}: ${error.message}` : String(error)));
+}
+
+/** Highlights Python: keywords, strings, numbers and comments, as text nodes in spans. */
+function python(code) {
+  const pre = el("pre", { class: "code" });
+  const pattern = /(#[^\n]*)|("""[\s\S]*?"""|'''[\s\S]*?'''|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')|\b(\d+(?:\.\d+)?)\b|\b(def|class|return|if|elif|else|for|while|in|not|and|or|import|from|as|with|try|except|finally|raise|lambda|None|True|False|pass|break|continue|yield|print|is)\b/g;
+  let at = 0, match;
+  while ((match = pattern.exec(code))) {
+    pre.append(code.slice(at, match.index));
+    const kind = match[1] ? "hl-com" : match[2] ? "hl-str" : match[3] ? "hl-num" : "hl-kw";
+    pre.append(el("span", { class: kind }, match[0]));
+    at = match.index + match[0].length;
+  }
+  pre.append(code.slice(at));
+  return pre;
+}
+
+async function download(path, name) {
+  const response = await api(path, { raw: true });
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: name });
+  document.body.append(link); link.click(); link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// ---------------------------------------------------------------- the API key
+
+function askForKey() {
+  const dialog = document.getElementById("key-dialog");
+  if (!dialog.open) dialog.showModal();
+}
+
+document.getElementById("key-button").addEventListener("click", askForKey);
+document.getElementById("key-dialog").addEventListener("close", () => {
+  const dialog = document.getElementById("key-dialog");
+  const input = document.getElementById("key-input");
+  if (dialog.returnValue === "save" && input.value.trim()) {
+    sessionStorage.setItem(KEY_STORE, input.value.trim());
+    input.value = "";
+    route();
+  }
+});
+
+// ---------------------------------------------------------------- pages
+
+const pages = {
+  runs: runsPage, run: runPage, submit: submitPage, sessions: sessionsPage,
+  session: sessionPage, comparisons: comparisonsPage, comparison: comparisonPage, providers: providersPage,
+};
+
+function route() {
+  leavePage();
+  leavePage = () => {};
+  const [name, id] = (location.hash.replace(/^#\/?/, "") || "runs").split("/");
+  const page = name === "runs" && id ? "run" : name === "sessions" && id ? "session"
+    : name === "comparisons" && id ? "comparison" : name;
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("active", link.dataset.page === name);
+  }
+  (pages[page] || runsPage)(id ? decodeURIComponent(id) : undefined);
+}
+window.addEventListener("hashchange", route);
+
+/** Re-renders every `ms` while the page is shown. */
+function every(ms, render) {
+  let timer = null, gone = false;
+  const tick = async () => { await render(); if (!gone) timer = setTimeout(tick, ms); };
+  tick();
+  leavePage = () => { gone = true; clearTimeout(timer); };
+}
+
+function runsPage() {
+  const filter = el("select", { "aria-label": "Status", onchange: () => { cursors.length = 0; refresh(); } },
+    ["", "queued", "running", "succeeded", "failed", "cancelled"].map(s => el("option", { value: s }, s || "all statuses")));
+  const cursors = [];
+  const body = el("tbody");
+  const pager = el("div", { class: "toolbar" });
+  main.replaceChildren(el("h1", {}, "Runs"), el("div", { class: "toolbar" }, filter,
+    el("a", { href: "#/submit" }, "Submit a run")),
+    el("div", { class: "table-wrap" }, el("table", {}, el("thead", {}, el("tr", {},
+      el("th", {}, "Status"), el("th", {}, "Prompt"), el("th", { class: "hide-small" }, "Model"),
+      el("th", { class: "num" }, "Iter."), el("th", { class: "num hide-small" }, "Tokens"),
+      el("th", { class: "num" }, "Cost"), el("th", { class: "num hide-small" }, "Time"))), body)), pager);
+  async function refresh() {
+    const params = new URLSearchParams({ limit: "20" });
+    if (filter.value) params.set("status", filter.value);
+    if (cursors.length) params.set("cursor", cursors[cursors.length - 1]);
+    let page;
+    try { page = await api("/v1/runs?" + params); } catch (error) { body.replaceChildren(el("tr", {}, el("td", { colspan: 7 }, error.message))); return; }
+    body.replaceChildren(...page.runs.map(run => el("tr", { "data-run": run.id },
+      el("td", {}, statusTag(run.status)),
+      el("td", { class: "preview" }, el("a", { href: "#/runs/" + run.id }, clip(run.prompt_preview, 120) || "(no prompt)")),
+      el("td", { class: "hide-small" }, `${run.provider}/${run.model}`),
+      el("td", { class: "num" }, run.iterations),
+      el("td", { class: "num hide-small" }, tokens(run.tree ? run.tree.usage.total_tokens : run.usage.total_tokens)),
+      el("td", { class: "num" }, money(run.cost_usd)),
+      el("td", { class: "num hide-small" }, duration(run)))));
+    if (!page.runs.length) body.replaceChildren(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No runs yet.")));
+    pager.replaceChildren(
+      el("button", { class: "quiet", disabled: !cursors.length, onclick: () => { cursors.pop(); refresh(); } }, "Newer"),
+      el("button", { class: "quiet", disabled: !page.next_cursor, onclick: () => { cursors.push(page.next_cursor); refresh(); } }, "Older"));
+  }
+  every(2000, refresh);
+}
+
+async function submitPage() {
+  const providers = await api("/v1/providers").catch(() => ({ providers: [], default_provider: "" }));
+  const configured = providers.providers.filter(p => p.configured);
+  const field = (label, input) => el("div", {}, el("label", { for: input.id }, label), input);
+  const prompt = el("textarea", { id: "prompt", required: true, placeholder: "What should the model find out?" });
+  const context = el("textarea", { id: "context", placeholder: "Paste the context here, or choose a file below." });
+  const file = el("input", { id: "context-file", type: "file" });
+  const provider = el("select", { id: "provider" }, configured.map(p =>
+    el("option", { value: p.name, selected: p.name === providers.default_provider }, p.name)));
+  const model = el("input", { id: "model", placeholder: "the provider's default" });
+  const subModel = el("input", { id: "sub-model", placeholder: "the root model" });
+  const depth = el("input", { id: "max-depth", type: "number", min: 0, max: 5, placeholder: "server default" });
+  const iterations = el("input", { id: "max-iterations", type: "number", min: 1, max: 100, placeholder: "server default" });
+  const timeout = el("input", { id: "timeout", type: "number", min: 1, placeholder: "seconds" });
+  const maxCost = el("input", { id: "max-cost", type: "number", min: 0, step: "0.01", placeholder: "USD" });
+  const maxTokens = el("input", { id: "max-tokens", type: "number", min: 1, placeholder: "tokens" });
+  const message = el("div");
+  const setModelHint = () => {
+    const chosen = configured.find(p => p.name === provider.value);
+    model.placeholder = chosen && chosen.default_model ? chosen.default_model : "the provider's default";
+  };
+  provider.addEventListener("change", setModelHint); setModelHint();
+  const form = el("form", { class: "submit", onsubmit: async event => {
+    event.preventDefault();
+    const body = { prompt: prompt.value };
+    const text = file.files[0] ? await file.files[0].text() : context.value;
+    if (text) body.context = text;
+    const number = input => input.value === "" ? undefined : Number(input.value);
+    Object.assign(body, { provider: provider.value || undefined, model: model.value || undefined,
+      sub_model: subModel.value || undefined, max_depth: number(depth), max_iterations: number(iterations) });
+    const limits = { timeout_s: number(timeout), max_cost_usd: number(maxCost), max_tokens: number(maxTokens) };
+    if (Object.values(limits).some(v => v !== undefined)) body.limits = limits;
+    try {
+      const run = await api("/v1/runs", { method: "POST", body: JSON.parse(JSON.stringify(body)) });
+      location.hash = "#/runs/" + run.id;
+    } catch (error) {
+      message.replaceChildren(el("div", { class: "card error-box", role: "alert" }, `${error.code}: ${error.message}`));
+    }
+  } },
+  field("Prompt", prompt), field("Context", context), field("…or a context file", file),
+  el("div", { class: "grid" }, field("Provider", provider), field("Model", model), field("Sub-model", subModel),
+    field("Max depth", depth), field("Max iterations", iterations), field("Time limit (s)", timeout),
+    field("Max cost (USD)", maxCost), field("Max tokens", maxTokens)),
+  el("div", { class: "toolbar" }, el("button", { type: "submit", id: "submit-run" }, "Submit")), message);
+  main.replaceChildren(el("h1", {}, "Submit a run"), form);
+}
+
+function runPage(id) {
+  main.replaceChildren(el("p", { class: "muted" }, "Loading…"));
+  let pending = null, ended = false;
+  const refresh = () => {
+    if (pending) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      try { renderRun(await api(`/v1/runs/${id}/trajectory`), ended); } catch (error) { showError(error); }
+    }, 150);
+  };
+  refresh();
+  const stop = follow(id, refresh, () => { ended = true; refresh(); });
+  leavePage = () => { stop(); clearTimeout(pending); };
+}
+
+function renderRun(trajectory, ended) {
+  const run = trajectory.run;
+  const usage = run.tree ? run.tree.usage : run.usage;
+  const live = run.status === "queued" || run.status === "running";
+  const cancel = el("button", { class: "danger", id: "cancel-run", disabled: !live, onclick: async () => {
+    cancel.disabled = true;
+    try { await api(`/v1/runs/${run.id}/cancel`, { method: "POST" }); } catch (error) { alert(error.message); }
+  } }, "Cancel");
+  const header = [
+    el("h1", {}, clip(run.prompt, 300)),
+    el("div", { class: "facts" },
+      el("span", {}, statusTag(run.status)), el("span", {}, "Model ", el("b", {}, `${run.provider}/${run.model}`)),
+      el("span", {}, "Iterations ", el("b", {}, run.iterations)),
+      el("span", {}, "Tokens ", el("b", {}, tokens(usage.total_tokens))),
+      el("span", {}, "Calls ", el("b", {}, usage.llm_calls)),
+      el("span", {}, "Cost ", el("b", {}, money(usage.cost_usd))),
+      el("span", {}, "Time ", el("b", {}, duration(run))),
+      run.tree ? el("span", {}, "Runs in tree ", el("b", {}, run.tree.runs)) : null),
+    el("div", { class: "toolbar" }, cancel,
+      el("button", { class: "quiet", onclick: () => download(`/v1/runs/${run.id}/trajectory`, `${run.id}.json`) }, "Download JSON"),
+      el("button", { class: "quiet", onclick: () => download(`/v1/runs/${run.id}/trajectory?format=rlms`, `${run.id}.jsonl`) }, "Download rlms JSONL"),
+      run.parent_id ? el("a", { href: "#/runs/" + run.root_id }, "Root run") : null),
+  ];
+  const outcome = [];
+  if (run.status === "succeeded") outcome.push(el("h2", {}, "Answer"), el("div", { class: "card answer", id: "answer" }, run.answer));
+  if (run.error) {
+    outcome.push(el("div", { class: "card error-box", id: "run-error" }, `${run.error.code}: ${run.error.message}`));
+    if (run.answer) outcome.push(el("h2", {}, "Partial answer"), el("div", { class: "card answer" }, run.answer));
+  }
+  if (!ended && live) outcome.push(el("p", { class: "muted" }, "Following live…"));
+  const byModel = run.tree ? run.tree.usage_by_model : run.usage_by_model;
+  const spending = el("table", {}, el("tr", {}, el("th", {}, "Model"), el("th", { class: "num" }, "Calls"),
+    el("th", { class: "num" }, "Input"), el("th", { class: "num" }, "Output"), el("th", { class: "num" }, "Cost")),
+    Object.entries(byModel || {}).map(([model, u]) => el("tr", {}, el("td", {}, model), el("td", { class: "num" }, u.llm_calls),
+      el("td", { class: "num" }, tokens(u.input_tokens)), el("td", { class: "num" }, tokens(u.output_tokens)),
+      el("td", { class: "num" }, money(u.cost_usd)))));
+  main.replaceChildren(...header, ...outcome,
+    el("h2", {}, "Timeline"), timeline(trajectory),
+    el("h2", {}, "Spending by model"), el("div", { class: "table-wrap" }, spending),
+    el("h2", {}, "Trajectory"), treeNode(trajectory, 0));
+}
+
+/** One run of the tree: its iterations, code, output, sub-calls, and its children nested. */
+function treeNode(node, depth) {
+  const run = node.run;
+  const subCalls = node.llm_calls.filter(c => c.kind === "sub");
+  const box = el("div", { class: `tree-node depth-${Math.min(depth, 3)}`, "data-run": run.id });
+  if (depth > 0) {
+    box.append(el("div", {}, el("b", {}, `Child run (depth ${run.depth}) `), statusTag(run.status),
+      el("span", { class: "muted" }, ` ${run.model} · `), el("a", { href: "#/runs/" + run.id }, "open"),
+      el("div", { class: "muted" }, "Prompt: " + clip(run.prompt, 300)),
+      run.answer ? el("div", {}, "Answer: " + clip(run.answer, 500)) : null,
+      run.error ? el("div", { class: "stderr" }, `${run.error.code}: ${run.error.message}`) : null));
+  }
+  // A child is shown in the iteration whose code started it (by time: it began within it).
+  const children = node.children || [];
+  const startedIn = child => {
+    const at = Date.parse(child.run.created_at);
+    const it = node.iterations.find(i => Date.parse(i.started_at) <= at && at <= Date.parse(i.finished_at));
+    return it ? it.index : null;
+  };
+  const childList = list => list.length > 10
+    ? [el("details", {}, el("summary", {}, `${list.length} child runs`), list.map(c => treeNode(c, depth + 1)))]
+    : list.map(c => treeNode(c, depth + 1));
+  for (const iteration of node.iterations) {
+    const calls = subCalls.filter(c => c.iteration === iteration.index);
+    const kids = children.filter(c => startedIn(c) === iteration.index);
+    const body = el("div", {},
+      el("details", {}, el("summary", {}, "Model reply"), el("pre", {}, iteration.reply)),
+      iteration.code_blocks.map(block => el("div", { class: "code-block" },
+        python(block.code),
+        block.stdout ? el("pre", { class: "stdout" }, block.stdout) : null,
+        block.stderr ? el("pre", { class: "stderr" }, block.stderr) : null,
+        block.error ? el("pre", { class: "stderr" }, block.error) : null,
+        el("div", { class: "muted" }, `${block.duration_ms} ms`,
+          block.timed_out ? el("span", { class: "tag bad" }, "timed out") : null,
+          block.error && /REPL/.test(block.error) ? el("span", { class: "tag bad" }, "REPL reset") : null))),
+      calls.length ? el("details", {}, el("summary", {}, `${calls.length} sub-call(s)`),
+        calls.map(c => el("div", { class: "card" }, el("div", { class: "muted" },
+          `${c.model} · ${c.latency_ms} ms · ${c.input_tokens}+${c.output_tokens} tokens · ${money(c.cost_usd)}`),
+          c.error ? el("pre", { class: "stderr" }, c.error) : el("details", {}, el("summary", {}, "Reply"), el("pre", {}, c.reply))))) : null,
+      childList(kids));
+    box.append(el("details", { open: true, class: "iteration" },
+      el("summary", {}, `Iteration ${iteration.index}`, el("span", { class: "muted" },
+        ` · model ${iteration.model_ms} ms · code ${iteration.exec_ms} ms`),
+        iteration.code_blocks.some(b => b.error) ? el("span", { class: "tag bad" }, "error") : null), body));
+  }
+  // Children of an iteration still in progress (or of none) come last.
+  box.append(...childList(children.filter(c => startedIn(c) === null)));
+  return box;
+}
+
+/** Where the time went: model calls and code, one lane per overlapping call. */
+function timeline(trajectory) {
+  const spans = [];
+  const collect = node => {
+    for (const call of node.llm_calls) {
+      const end = Date.parse(call.created_at);
+      spans.push({ kind: call.kind, start: end - call.latency_ms, end, label: `${call.kind} ${call.model} ${call.latency_ms} ms` });
+    }
+    for (const it of node.iterations) {
+      const start = Date.parse(it.started_at) + it.model_ms;
+      spans.push({ kind: "code", start, end: Date.parse(it.finished_at), label: `code, iteration ${it.index}` });
+    }
+    (node.children || []).forEach(collect);
+  };
+  collect(trajectory);
+  const box = el("div", { class: "timeline" });
+  if (!spans.length) return el("p", { class: "muted" }, "Nothing yet.");
+  const t0 = Math.min(...spans.map(s => s.start)), t1 = Math.max(...spans.map(s => s.end), t0 + 1);
+  const lanes = [];
+  spans.sort((a, b) => a.start - b.start);
+  for (const span of spans.slice(0, 2000)) {
+    let lane = lanes.find(l => l.end <= span.start);
+    if (!lane) { lane = { end: 0, node: el("div", { class: "lane" }) }; lanes.push(lane); }
+    lane.end = span.end;
+    const left = (span.start - t0) / (t1 - t0) * 100, width = (span.end - span.start) / (t1 - t0) * 100;
+    // Positioned through the CSSOM: the page's Content-Security-Policy allows no inline style.
+    const bar = el("div", { class: "bar " + span.kind, title: span.label });
+    bar.style.left = left + "%"; bar.style.width = width + "%";
+    lane.node.append(bar);
+  }
+  box.append(el("div", { class: "lane-label" }, `${((t1 - t0) / 1000).toFixed(2)} s · blue: root calls · purple: sub-calls · grey: code`),
+    ...lanes.map(l => l.node));
+  return box;
+}
+
+function sessionsPage() {
+  const body = el("tbody");
+  main.replaceChildren(el("h1", {}, "Sessions"), el("div", { class: "table-wrap" }, el("table", {},
+    el("thead", {}, el("tr", {}, el("th", {}, "Status"), el("th", {}, "Latest prompt"), el("th", { class: "num" }, "Turns"),
+      el("th", { class: "hide-small" }, "Last used"))), body)));
+  every(3000, async () => {
+    const page = await api("/v1/sessions?limit=50").catch(error => ({ sessions: [], error }));
+    body.replaceChildren(...page.sessions.map(s => el("tr", {}, el("td", {}, statusTag(s.status)),
+      el("td", { class: "preview" }, el("a", { href: "#/sessions/" + s.id }, clip(s.prompt_preview, 120) || "(no turn yet)")),
+      el("td", { class: "num" }, s.turns), el("td", { class: "hide-small" }, s.last_used_at))));
+  });
+}
+
+async function sessionPage(id) {
+  try {
+    const session = await api("/v1/sessions/" + id);
+    main.replaceChildren(el("h1", {}, "Session"), el("div", { class: "facts" }, statusTag(session.status),
+      el("span", {}, "Turns ", el("b", {}, session.turns))),
+      el("table", {}, session.runs.map(r => el("tr", {}, el("td", {}, "Turn " + (r.turn + 1)), el("td", {}, statusTag(r.status)),
+        el("td", {}, el("a", { href: "#/runs/" + r.id }, r.id))))));
+  } catch (error) { showError(error); }
+}
+
+function comparisonsPage() {
+  const body = el("tbody");
+  main.replaceChildren(el("h1", {}, "Comparisons"), el("div", { class: "table-wrap" }, el("table", {},
+    el("thead", {}, el("tr", {}, el("th", {}, "Status"), el("th", {}, "Prompt"), el("th", {}, "Targets"))), body)));
+  every(3000, async () => {
+    const page = await api("/v1/comparisons?limit=50").catch(() => ({ comparisons: [] }));
+    body.replaceChildren(...page.comparisons.map(c => el("tr", {}, el("td", {}, statusTag(c.status)),
+      el("td", { class: "preview" }, el("a", { href: "#/comparisons/" + c.id }, clip(c.prompt_preview, 120))),
+      el("td", {}, c.runs.map(t => `${t.provider}/${t.model}`).join(", ")))));
+  });
+}
+
+function comparisonPage(id) {
+  every(2000, async () => {
+    let comparison;
+    try { comparison = await api("/v1/comparisons/" + id); } catch (error) { showError(error); return; }
+    main.replaceChildren(el("h1", {}, "Comparison"), el("div", { class: "facts" }, statusTag(comparison.status)),
+      el("div", { class: "side-by-side", id: "comparison" }, comparison.results.map(r => el("div", { class: "card", "data-run": r.run_id },
+        el("h2", {}, `${r.provider}/${r.model}`,
+          comparison.fastest === r.run_id ? el("span", { class: "tag good" }, "fastest") : null,
+          comparison.cheapest === r.run_id ? el("span", { class: "tag good" }, "cheapest") : null),
+        el("div", { class: "facts" }, statusTag(r.status),
+          el("span", {}, "Time ", el("b", {}, r.wall_ms === null ? "—" : (r.wall_ms / 1000).toFixed(2) + " s")),
+          el("span", {}, "Tokens ", el("b", {}, tokens(r.usage.total_tokens))),
+          el("span", {}, "Cost ", el("b", {}, money(r.cost_usd)))),
+        r.error ? el("div", { class: "stderr" }, `${r.error.code}: ${r.error.message}`) : null,
+        el("div", { class: "answer" }, r.answer || ""),
+        el("a", { href: "#/runs/" + r.run_id }, "Trajectory")))));
+  });
+}
+
+function providersPage() {
+  every(3000, async () => {
+    let list;
+    try { list = await api("/v1/providers"); } catch (error) { showError(error); return; }
+    main.replaceChildren(el("h1", {}, "Providers"), el("div", { class: "table-wrap" }, el("table", {},
+      el("tr", {}, el("th", {}, "Provider"), el("th", {}, "Configured"), el("th", {}, "Default model"),
+        el("th", { class: "num" }, "Cap"), el("th", { class: "num" }, "In flight"), el("th", { class: "num hide-small" }, "Known models")),
+      list.providers.map(p => el("tr", {}, el("td", {}, p.name, p.name === list.default_provider ? el("span", { class: "tag" }, "default") : null),
+        el("td", {}, p.configured ? "yes" : "no"), el("td", {}, p.default_model || "—"),
+        el("td", { class: "num" }, p.max_concurrency ?? "—"), el("td", { class: "num" }, p.in_flight ?? "—"),
+        el("td", { class: "num hide-small" }, p.models.length))))));
+  });
+}
+
+route();
