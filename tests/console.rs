@@ -115,6 +115,50 @@ async fn a_recursive_run_shows_its_childs_code_in_the_tree() {
     );
     assert_eq!(seen["answer"], "kid says hello");
     assert!(seen["timeline_bars"].as_u64().unwrap() >= 3, "{seen}");
+    // The exact messages of a turn, fetched when opened.
+    assert_eq!(seen["first_messages"], json!(["system", "user"]), "{seen}");
+    assert!(
+        seen["sent_prompt"]
+            .as_str()
+            .unwrap()
+            .contains("Ask the kid."),
+        "{seen}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_megabyte_prompt_and_a_dozen_children_do_not_break_the_layout() {
+    let model = FakeModel::with_script(Duration::ZERO, |request, _| {
+        if !request.is_root() {
+            return text("unused");
+        }
+        match (request.body["model"] == "kid", request.turn()) {
+            (true, _) => code("answer['content'] = 'k' * 5000\nanswer['ready'] = True"),
+            (false, 1) => {
+                code("kids = rlm_query_batched([str(i) for i in range(12)])\nprint(len(kids))")
+            }
+            (false, _) => code("answer['content'] = 'x' * 200000\nanswer['ready'] = True"),
+        }
+    })
+    .await;
+    let app = spawn_app(&model).await;
+    let prompt = "w".repeat(5 * 1024 * 1024);
+    let id = app
+        .submit_ok(&json!({"prompt": prompt, "max_depth": 2, "sub_model": "kid"}))
+        .await;
+    let run = app.wait_for_end(&id).await;
+    assert_eq!(run["status"], "succeeded", "{}", run["error"]);
+
+    let seen = browser(&app, "layout", Some(&id)).await;
+
+    assert_eq!(seen["overflow_1280"], 0, "{seen}");
+    assert_eq!(seen["overflow_390"], 0, "{seen}");
+    assert_eq!(seen["list_overflow"], 0, "{seen}");
+    assert!(
+        seen["heading_chars"].as_u64().unwrap() <= 301,
+        "the prompt is cut: {seen}"
+    );
+    assert_eq!(seen["folded_children"], json!(["12 child runs"]), "{seen}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,6 +160,52 @@ async fn a_recursive_run_exports_as_the_rlms_logger_writes() {
 }
 
 #[tokio::test]
+async fn a_call_is_shown_whole_with_the_exact_messages_it_sent() {
+    let model = FakeModel::start(
+        vec![
+            code("print(llm_query('Say hi.'))"),
+            code("answer['content'] = 'done'\nanswer['ready'] = True"),
+        ],
+        |_| text("hi"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+    let id = app.submit_ok(&task("Greet.", json!("c"))).await;
+    app.wait_for_end(&id).await;
+    let trajectory = app.trajectory(&id).await;
+    let calls = trajectory["llm_calls"].as_array().unwrap();
+    let index_of = |kind: &str, iteration: u64| {
+        calls
+            .iter()
+            .find(|c| c["kind"] == kind && c["iteration"] == iteration)
+            .map(|c| c["index"].as_u64().unwrap())
+            .unwrap()
+    };
+
+    let second = index_of("root", 2);
+    let (status, call) = app.get(&format!("/v1/runs/{id}/calls/{second}")).await;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["kind"], "root");
+    assert_eq!(call["messages"], json!(model.root_requests()[1].messages()));
+    let sub = index_of("sub", 1);
+    let (_, call) = app.get(&format!("/v1/runs/{id}/calls/{sub}")).await;
+    assert_eq!(
+        call["messages"],
+        json!([{"role": "user", "content": "Say hi."}])
+    );
+    assert_eq!(call["reply"], "hi");
+    assert_eq!(
+        call["block"],
+        trajectory["iterations"][0]["code_blocks"][0]["index"]
+    );
+
+    for missing in ["99", "x", "-1"] {
+        let (status, body) = app.get(&format!("/v1/runs/{id}/calls/{missing}")).await;
+        assert_eq!(status, 404, "{missing}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_format_is_refused() {
     let model = FakeModel::start(vec![text("FINAL(x)")], |_| text("unused")).await;
     let app = spawn_app(&model).await;

@@ -1,4 +1,4 @@
-//! The web console: a page and its script and style, embedded in the binary and served at
+//! The web console: a page and its scripts and style, embedded in the binary and served at
 //! `/`. It is a client of the public API like any other (see console/console.js).
 
 use axum::http::header;
@@ -15,6 +15,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(page))
         .routes(routes!(script))
+        .routes(routes!(run_script))
         .routes(routes!(style))
 }
 
@@ -34,6 +35,15 @@ async fn script() -> impl IntoResponse {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("console/console.js"),
+    )
+}
+
+#[utoipa::path(get, path = "/console/run.js", operation_id = "console_run_script", tag = "operations",
+    responses((status = 200, content_type = "text/javascript", body = String)))]
+async fn run_script() -> impl IntoResponse {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("console/run.js"),
     )
 }
 

@@ -179,26 +179,57 @@ fn metadata(run: &RunRecord) -> Value {
     })
 }
 
-/// The messages of each iteration's root call, rebuilt from what each call stored: the
-/// number of messages it kept from the call before, and those it added.
+/// The messages of each iteration's root call.
 fn root_prompts(calls: &[LlmCallRecord]) -> HashMap<u32, Vec<Value>> {
-    let mut sent: Vec<Value> = Vec::new();
     let mut by_iteration = HashMap::new();
-    for call in calls.iter().filter(|c| c.kind == "root") {
-        let Some(delta) = call.messages.as_deref() else {
-            continue;
-        };
-        let Ok(delta) = serde_json::from_str::<Value>(delta) else {
-            continue;
-        };
-        let keep = delta["keep"].as_u64().unwrap_or(0) as usize;
-        sent.truncate(keep);
-        sent.extend(delta["append"].as_array().cloned().unwrap_or_default());
-        if let Some(iteration) = call.iteration {
-            by_iteration.insert(iteration, sent.clone());
+    for (index, messages) in sent_messages(calls, None) {
+        if let Some(iteration) = calls[index]
+            .iteration
+            .filter(|_| calls[index].kind == "root")
+        {
+            by_iteration.insert(iteration, messages);
         }
     }
     by_iteration
+}
+
+/// The messages each call sent (or only call `only`), by index in `calls`, rebuilt from what
+/// each stored: how many of the run's previous root-model call's messages it kept, and
+/// those it added. Calls that stored nothing (older runs, compaction) are left out.
+pub(super) fn sent_messages(
+    calls: &[LlmCallRecord],
+    only: Option<usize>,
+) -> Vec<(usize, Vec<Value>)> {
+    let mut conversation: Vec<Value> = Vec::new();
+    let mut sent = Vec::new();
+    let wanted = |index: usize| only.is_none_or(|only| only == index);
+    let last = only.unwrap_or(usize::MAX);
+    for (index, call) in calls
+        .iter()
+        .enumerate()
+        .take_while(|(index, _)| *index <= last)
+    {
+        let Some(delta) = call
+            .messages
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        else {
+            continue;
+        };
+        let keep = delta["keep"].as_u64().unwrap_or(0) as usize;
+        let added = delta["append"].as_array().cloned().unwrap_or_default();
+        if matches!(call.kind.as_str(), "root" | "final") {
+            // The conversation goes on from the root-model call before.
+            conversation.truncate(keep);
+            conversation.extend(added);
+            if wanted(index) {
+                sent.push((index, conversation.clone()));
+            }
+        } else if wanted(index) {
+            sent.push((index, added));
+        }
+    }
+    sent
 }
 
 /// The sub-calls code block `block` of iteration `iteration` made.

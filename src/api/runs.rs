@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(submit, list))
         .routes(routes!(show))
         .routes(routes!(trajectory))
+        .routes(routes!(call))
         .routes(routes!(cancel))
 }
 
@@ -184,6 +185,32 @@ async fn trajectory_json(state: &AppState, run: &RunRecord) -> Result<Value, Api
     children.reverse();
     let detail = run_detail(&state.store, run).await?;
     Ok(views::trajectory(detail, &trajectory, children))
+}
+
+/// One model call of a run, whole: what it sent (the exact messages) and what came back.
+#[utoipa::path(get, path = "/v1/runs/{id}/calls/{index}", operation_id = "get_call", tag = "runs",
+    params(("id" = String, Path, description = "The run's id"),
+        ("index" = u32, Path, description = "The call's `index` in the run's trajectory")),
+    responses((status = 200, body = schema::Call),
+        (status = 400, description = "Bad input", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such run or call", body = ErrorBody)))]
+async fn call(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let run = load_run(&state, &caller, &id).await?;
+    let not_found = || ApiError::NotFound(format!("run {id} has no call {index:?}"));
+    let index: usize = index.parse().map_err(|_| not_found())?;
+    let calls = state.store.load_trajectory(run.id).await?.llm_calls;
+    let record = calls.get(index).ok_or_else(not_found)?;
+    let messages = super::export::sent_messages(&calls, Some(index))
+        .pop()
+        .map(|(_, messages)| messages);
+    let mut view = views::call(index, record);
+    view["block"] = json!(record.block);
+    view["messages"] = json!(messages);
+    Ok(Json(view))
 }
 
 /// Cancels a run: a queued one at once; a running one is stopped by its worker (its REPL

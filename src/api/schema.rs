@@ -220,3 +220,27 @@ pub struct StreamEvent {
 pub struct ChatStreamEvent {
     data: String,
 }
+
+/// One model call, with the exact messages it sent (`null` if they were not stored).
+#[derive(ToSchema)]
+pub struct Call {
+    index: u32,
+    attempt: u32,
+    iteration: Option<u32>,
+    /// `root`, `sub`, `final` or `compaction`.
+    kind: String,
+    provider: String,
+    model: String,
+    prompt_chars: i64,
+    reply: Option<String>,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_tokens: i64,
+    reasoning_tokens: i64,
+    cost_usd: f64,
+    latency_ms: i64,
+    error: Option<String>,
+    created_at: String,
+    block: Option<u32>,
+    messages: Option<Vec<Value>>,
+}

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use std::collections::BTreeMap;
 
-use crate::store::{total_usage, RunRecord, StoredEvent, Trajectory, Usage};
+use crate::store::{total_usage, LlmCallRecord, RunRecord, StoredEvent, Trajectory, Usage};
 
 /// RFC 3339 with milliseconds, in UTC.
 pub fn timestamp(ms: i64) -> String {
@@ -113,6 +113,7 @@ pub fn trajectory(run: Value, trajectory: &Trajectory, children: Vec<Value>) -> 
                         "stderr": b.stderr,
                         "error": b.error,
                         "timed_out": b.timed_out,
+                        "repl_reset": b.lost_the_repl(),
                         "duration_ms": b.duration_ms,
                     })
                 })
@@ -131,25 +132,8 @@ pub fn trajectory(run: Value, trajectory: &Trajectory, children: Vec<Value>) -> 
     let calls: Vec<Value> = trajectory
         .llm_calls
         .iter()
-        .map(|c| {
-            json!({
-                "attempt": c.attempt,
-                "iteration": c.iteration,
-                "kind": c.kind,
-                "provider": c.provider,
-                "model": c.model,
-                "prompt_chars": c.prompt_chars,
-                "reply": c.reply,
-                "input_tokens": c.input_tokens,
-                "output_tokens": c.output_tokens,
-                "cached_tokens": c.cached_tokens,
-                "reasoning_tokens": c.reasoning_tokens,
-                "cost_usd": c.cost_usd,
-                "latency_ms": c.latency_ms,
-                "error": c.error,
-                "created_at": timestamp(c.created_at),
-            })
-        })
+        .enumerate()
+        .map(|(index, c)| call(index, c))
         .collect();
     json!({
         "run": run,
@@ -167,5 +151,28 @@ pub fn event(event: &StoredEvent) -> Value {
         "run_id": event.run_id,
         "created_at": timestamp(event.created_at),
         "data": event.data,
+    })
+}
+
+/// A model call as a trajectory lists it; `index` is its place in its run's list.
+pub fn call(index: usize, c: &LlmCallRecord) -> Value {
+    json!({
+        // What GET /v1/runs/{id}/calls/{index} shows whole, with its messages.
+        "index": index,
+        "attempt": c.attempt,
+        "iteration": c.iteration,
+        "kind": c.kind,
+        "provider": c.provider,
+        "model": c.model,
+        "prompt_chars": c.prompt_chars,
+        "reply": c.reply,
+        "input_tokens": c.input_tokens,
+        "output_tokens": c.output_tokens,
+        "cached_tokens": c.cached_tokens,
+        "reasoning_tokens": c.reasoning_tokens,
+        "cost_usd": c.cost_usd,
+        "latency_ms": c.latency_ms,
+        "error": c.error,
+        "created_at": timestamp(c.created_at),
     })
 }

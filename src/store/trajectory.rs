@@ -59,6 +59,18 @@ pub struct LlmCallRecord {
     pub block: Option<u32>,
 }
 
+impl CodeBlockRecord {
+    /// The block cost the run its REPL (it timed out, or the REPL died under it): the next
+    /// block started in a fresh one.
+    pub fn lost_the_repl(&self) -> bool {
+        self.timed_out
+            || self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("ReplError:"))
+    }
+}
+
 /// Everything stored about one run's work, in order.
 pub struct Trajectory {
     pub iterations: Vec<IterationRecord>,

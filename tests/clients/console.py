@@ -53,6 +53,10 @@ def tree(page, out):
     page.wait_for_selector("#answer", timeout=WAIT)
     out["answer"] = page.text_content("#answer")
     out["timeline_bars"] = page.locator(".timeline .bar").count()
+    page.locator("summary", has_text="Messages sent").first.click()
+    page.wait_for_selector(".message pre", timeout=WAIT)
+    out["first_messages"] = page.locator(".message b").all_text_contents()
+    out["sent_prompt"] = page.locator(".message pre").nth(1).text_content()
     # For the README: RLMD_SCREENSHOT=docs/console-run.png (and a phone's view beside it).
     if os.environ.get("RLMD_SCREENSHOT"):
         path = os.environ["RLMD_SCREENSHOT"]
@@ -60,6 +64,22 @@ def tree(page, out):
         page.screenshot(path=path, full_page=True)
         page.set_viewport_size({"width": 390, "height": 844})
         page.screenshot(path=path.replace(".png", "-phone.png"))
+
+
+def layout(page, out):
+    """A run with a huge prompt and many children: nothing may widen the page."""
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{base}/#/runs/{arg}")
+        page.wait_for_selector(".tree-node", timeout=WAIT)
+        page.wait_for_selector("#answer", timeout=WAIT)
+        out[f"overflow_{width}"] = page.evaluate(
+            "() => document.documentElement.scrollWidth - window.innerWidth")
+    out["heading_chars"] = len(page.text_content("main h1"))
+    out["folded_children"] = page.locator("summary", has_text="child runs").all_text_contents()
+    page.goto(base + "/#/runs")
+    page.wait_for_selector("table tbody tr td a", timeout=WAIT)
+    out["list_overflow"] = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
 
 
 def cancel(page, out):
@@ -97,7 +117,7 @@ with sync_playwright() as playwright:
     # resource load; it is not an error of the console's.
     page.on("console", lambda m: m.type == "error" and "401" not in m.text and out["console_errors"].append(m.text))
     page.on("pageerror", lambda e: out["page_errors"].append(str(e)))
-    {"loads": loads, "submit": submit, "tree": tree, "cancel": cancel,
+    {"loads": loads, "submit": submit, "tree": tree, "cancel": cancel, "layout": layout,
      "comparison": comparison, "key": key}[case](page, out)
     browser.close()
 print(json.dumps(out))

@@ -141,8 +141,10 @@ impl FakeModel {
             seen: seen.clone(),
             root_calls: Arc::new(Mutex::new(0)),
         };
+        // Real providers take requests of many megabytes; so does the fake.
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(state);
         let (base, server) = serve(app).await;
         Self {

@@ -29,7 +29,7 @@ impl RunState<'_> {
         // A resumed run's recorded block runs again to rebuild the REPL, quietly: it was
         // announced and recorded the first time.
         let recorded = self.tape.block(iteration, index as u32).cloned();
-        if let Some(record) = recorded.as_ref().filter(|r| lost_the_repl(r)) {
+        if let Some(record) = recorded.as_ref().filter(|r| r.lost_the_repl()) {
             // It lost the REPL the first time: the REPL starts empty again, as it did then.
             self.repl.reset().await;
             let seen = recorded_outcome(record, ExecOutcome::default());
@@ -148,15 +148,6 @@ impl RunState<'_> {
         let failed = outcome.error.is_some();
         Ok((prompt::block_report(index, total, &outcome), end, failed))
     }
-}
-
-/// A recorded block that timed out or crashed its REPL.
-fn lost_the_repl(record: &CodeBlockRecord) -> bool {
-    record.timed_out
-        || record
-            .error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("ReplError:"))
 }
 
 /// What a block printed the first time, with what its replay submitted.
