@@ -10,23 +10,12 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
+/// Runs tests/clients/console.py CASE against `app`; what the page showed. Any console
+/// error or page error fails the test.
 async fn browser(app: &TestApp, case: &str, arg: Option<&str>) -> Value {
-    let script = format!("{}/tests/clients/console.py", env!("CARGO_MANIFEST_DIR"));
-    let mut args = vec![script.as_str(), app.address.as_str(), case];
+    let mut args = vec![app.address.as_str(), case];
     args.extend(arg);
-    let output = tokio::process::Command::new(common::clients::python())
-        .args(&args)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{case}: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let seen = common::clients::run_script("console.py", &args).await;
     assert_eq!(seen["console_errors"], json!([]), "{case}: {seen}");
     assert_eq!(seen["page_errors"], json!([]), "{case}: {seen}");
     seen

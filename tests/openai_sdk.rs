@@ -9,32 +9,7 @@ use serde_json::Value;
 
 /// Runs tests/clients/openai_chat.py CASE against `app`; what it printed.
 async fn sdk(app: &TestApp, case: &str) -> Value {
-    let python = std::env::var("RLMD_TEST_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/target/clients-venv/bin/python",
-            env!("CARGO_MANIFEST_DIR")
-        )
-    });
-    assert!(
-        std::path::Path::new(&python).exists(),
-        "no Python with the openai SDK at {python}: run scripts/test.sh, which installs it"
-    );
-    let script = format!(
-        "{}/tests/clients/openai_chat.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let output = tokio::process::Command::new(&python)
-        .args([&script, &app.address, case])
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{case}: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    common::clients::run_script("openai_chat.py", &[&app.address, case]).await
 }
 
 fn summing_model_script() -> Vec<Reply> {

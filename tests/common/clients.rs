@@ -15,3 +15,22 @@ pub fn python() -> String {
     );
     python
 }
+
+/// Runs `tests/clients/{script}` with `args` in the clients' Python and returns the one JSON
+/// object it prints; panics with its output if it fails.
+pub async fn run_script(script: &str, args: &[&str]) -> serde_json::Value {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::process::Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
