@@ -140,7 +140,7 @@ async fn listings_show_only_the_callers_own() {
 }
 
 #[tokio::test]
-async fn the_runs_listing_carries_a_prompt_preview() {
+async fn the_runs_listing_carries_a_prompt_preview_not_the_prompt() {
     let model = FakeModel::start(vec![], |_| text("unused")).await;
     let app = spawn_app_with(&model, &[("RLM_WORKERS", "0")]).await;
     let prompt = format!("{}é tail", "a".repeat(199));
@@ -149,5 +149,15 @@ async fn the_runs_listing_carries_a_prompt_preview() {
     assert_eq!(
         page["runs"][0]["prompt_preview"],
         format!("{}é…", "a".repeat(199))
+    );
+    assert!(
+        page["runs"][0].get("prompt").is_none(),
+        "a listing never carries the whole prompt"
+    );
+    let id = page["runs"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        app.run(id).await["prompt"],
+        prompt.as_str(),
+        "the run itself has it"
     );
 }

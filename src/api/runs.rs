@@ -123,7 +123,11 @@ async fn list(
     let runs: Vec<Value> = runs
         .iter()
         .map(|run| {
+            // The start of the prompt, not the whole of it (GET /v1/runs/{id} has that).
             let mut item = views::run(run);
+            if let Some(view) = item.as_object_mut() {
+                view.remove("prompt");
+            }
             item["prompt_preview"] = paging::preview(&run.prompt);
             item
         })

@@ -50,7 +50,8 @@ pub struct Run {
     id: String,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     status: String,
-    prompt: String,
+    /// Not in listings (they carry `prompt_preview`).
+    prompt: Option<String>,
     provider: String,
     model: String,
     sub_model: Option<String>,

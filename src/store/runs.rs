@@ -145,14 +145,19 @@ impl Store {
         row.as_ref().map(run_from_row).transpose()
     }
 
-    /// Root runs, newest first.
+    /// Root runs, newest first. A listing shows a preview of each prompt, so `prompt` holds
+    /// only its start (one character more than a preview, to tell that it goes on): a
+    /// prompt can be megabytes.
     pub async fn list_runs(&self, filter: &ListFilter) -> StoreResult<Vec<RunRecord>> {
+        let columns = self.run_columns().replace(
+            "r.prompt,",
+            &format!("SUBSTR(r.prompt, 1, {}) AS prompt,", PREVIEW_CHARS + 1),
+        );
         let sql = format!(
-            "SELECT {} FROM runs r \
+            "SELECT {columns} FROM runs r \
              WHERE r.parent_id IS NULL AND ($1 IS NULL OR r.status = $1) AND ($2 IS NULL OR r.id < $2) \
                AND ($5 IS NULL OR r.owner_key = $5) \
-             ORDER BY r.id DESC LIMIT $3 OFFSET $4",
-            self.run_columns()
+             ORDER BY r.id DESC LIMIT $3 OFFSET $4"
         );
         let rows = sqlx::query(&sql)
             .bind(filter.status.map(RunStatus::as_str))

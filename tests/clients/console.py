@@ -12,7 +12,7 @@ from playwright.sync_api import sync_playwright
 base, case = sys.argv[1], sys.argv[2]
 arg = sys.argv[3] if len(sys.argv) > 3 else None
 CHROMIUM = os.environ.get("RLMD_TEST_CHROMIUM", "/usr/bin/chromium")
-WAIT = 20_000  # ms
+WAIT = 60_000  # ms: generous, for a loaded two-core CI machine
 
 
 def loads(page, out):
