@@ -86,43 +86,19 @@ impl Tree<'_> {
         })
     }
 
-    /// What a child and the runs below it spent, by model, as rlms' usage summaries.
-    async fn subtree_usage(&self, id: RunId) -> Result<Map<String, Value>, ApiError> {
-        let mut totals: HashMap<String, (i64, i64, i64, f64)> = HashMap::new();
-        for run_id in std::iter::once(id).chain(self.below(id)) {
-            for (model, u) in self.store.usage_by_model(run_id, false).await? {
-                let total = totals.entry(model).or_default();
-                total.0 += u.llm_calls;
-                total.1 += u.input_tokens;
-                total.2 += u.output_tokens;
-                total.3 += u.cost_usd;
-            }
-        }
-        Ok(totals
-            .into_iter()
-            .map(|(model, (calls, input, output, cost))| {
-                (model, usage_entry(calls, input, output, cost))
-            })
-            .collect())
-    }
-
-    /// The runs below `id` in the tree.
-    fn below(&self, id: RunId) -> Vec<RunId> {
-        let mut found = Vec::new();
-        let mut frontier = vec![id];
-        while let Some(parent) = frontier.pop() {
-            for run in self.runs.values().filter(|r| r.parent_id == Some(parent)) {
-                found.push(run.id);
-                frontier.push(run.id);
-            }
-        }
-        found
-    }
-
     /// A child run as one of its parent's `rlm_calls`, with its trajectory.
     async fn child_call(&self, child: &RunRecord) -> Result<Value, ApiError> {
         let (metadata, iterations) = self.run_lines(child).await?;
-        let usage = self.subtree_usage(child.id).await?;
+        let usage: Map<String, Value> = self
+            .store
+            .usage_by_model(child.id, true)
+            .await?
+            .into_iter()
+            .map(|(model, u)| {
+                let entry = usage_entry(u.llm_calls, u.input_tokens, u.output_tokens, u.cost_usd);
+                (model, entry)
+            })
+            .collect();
         let response = match (&child.answer, &child.error) {
             (Some(answer), _) => answer.clone(),
             (None, Some(error)) => format!("Error: {}: {}", error.code, error.message),

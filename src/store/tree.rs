@@ -45,19 +45,25 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// Spending by model: of one run, or (`whole_tree`) of every run in the tree `id` roots.
+    /// Spending by model: of one run, or (`whole_tree`) of it and every run below it (a
+    /// root's whole tree, or a child's subtree).
     pub async fn usage_by_model(
         &self,
         id: RunId,
         whole_tree: bool,
     ) -> StoreResult<BTreeMap<String, Usage>> {
-        let scope = if whole_tree {
-            "c.run_id IN (SELECT id FROM runs WHERE root_id = $1)"
+        let (with, scope) = if whole_tree {
+            (
+                "WITH RECURSIVE tree(id) AS ( \
+                     SELECT id FROM runs WHERE id = $1 \
+                     UNION ALL SELECT r.id FROM runs r JOIN tree t ON r.parent_id = t.id) ",
+                "c.run_id IN (SELECT id FROM tree)",
+            )
         } else {
-            "c.run_id = $1"
+            ("", "c.run_id = $1")
         };
         let sql = format!(
-            "SELECT c.model, CAST(SUM(c.input_tokens) AS BIGINT) AS input_tokens, \
+            "{with}SELECT c.model, CAST(SUM(c.input_tokens) AS BIGINT) AS input_tokens, \
                  CAST(SUM(c.output_tokens) AS BIGINT) AS output_tokens, \
                  CAST(SUM(c.cached_tokens) AS BIGINT) AS cached_tokens, \
                  CAST(SUM(c.reasoning_tokens) AS BIGINT) AS reasoning_tokens, COUNT(*) AS llm_calls, \
