@@ -15,7 +15,7 @@ use super::json::{self, ApiBody, ApiQuery};
 use super::paging::{self, ListQuery};
 use super::schema::{self, ErrorBody};
 use super::submit::SubmitRun;
-use super::{idempotency, preflight, views, AppState};
+use super::{idempotency, views, AppState};
 use crate::domain::{RunId, RunStatus};
 use std::collections::HashMap;
 use utoipa::IntoParams;
@@ -71,9 +71,7 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let body: SubmitRun = json::parse(&bytes)?;
     let key = idempotency::key_of(&headers, &caller, "POST /v1/runs", &bytes)?;
-    let new_run = body.into_new_run(&state.defaults, &state.providers)?;
-    let mut new_run = preflight::check(new_run).await?;
-    new_run.owner = caller.owner();
+    let new_run = body.checked_run(&state, caller.owner()).await?;
     let queued = idempotency::queue_once(&state, &caller, &new_run, key.as_ref()).await?;
     Ok(idempotency::accepted(&queued))
 }
@@ -206,7 +204,7 @@ async fn call(
     let run = load_run(&state, &caller, &id).await?;
     let not_found = || ApiError::NotFound(format!("run {id} has no call {index:?}"));
     let index: usize = index.parse().map_err(|_| not_found())?;
-    let calls = state.store.load_trajectory(run.id).await?.llm_calls;
+    let calls = state.store.llm_calls(run.id).await?;
     let record = calls.get(index).ok_or_else(not_found)?;
     let messages = super::export::sent_messages(&calls, Some(index))
         .pop()

@@ -13,7 +13,7 @@ use super::json::{self, ApiBody, ApiQuery};
 use super::paging::{self, ListQuery};
 use super::schema::{self, ErrorBody};
 use super::submit::SubmitRun;
-use super::{idempotency, preflight, views, AppState};
+use super::{idempotency, views, AppState};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -150,11 +150,9 @@ async fn submit_turn(
     if session.status != SessionStatus::Open && key.is_none() {
         return Err(closed(&session));
     }
-    let new_run = body.into_new_run(&state.defaults, &state.providers)?;
-    let mut new_run = preflight::check(new_run).await?;
-    new_run.session_id = Some(session.id);
     // A turn is its session's, even when an admin submits it.
-    new_run.owner = session.owner;
+    let mut new_run = body.checked_run(&state, session.owner).await?;
+    new_run.session_id = Some(session.id);
     // A retried turn is answered even once its session has closed: it was accepted.
     let queued = idempotency::queue_once(&state, &caller, &new_run, key.as_ref()).await?;
     Ok(idempotency::accepted(&queued))

@@ -95,6 +95,19 @@ struct LimitsInput {
 }
 
 impl SubmitRun {
+    /// The run this body asks for, fully checked (fields, tools and context), owned by
+    /// `owner`: what every submitting route stores.
+    pub async fn checked_run(
+        self,
+        state: &super::AppState,
+        owner: Option<crate::store::KeyId>,
+    ) -> Result<NewRun, ApiError> {
+        let new_run = self.into_new_run(&state.defaults, &state.providers)?;
+        let mut new_run = super::preflight::check(new_run).await?;
+        new_run.owner = owner;
+        Ok(new_run)
+    }
+
     /// Checks every field and fills the gaps from the server's defaults.
     pub fn into_new_run(
         self,

@@ -134,23 +134,31 @@ impl Store {
         .iter()
         .map(code_block_from_row)
         .collect::<Result<_, _>>()?;
-        let llm_calls = sqlx::query(
-            "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
-                 output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at, \
-                 prompt_hash, messages, block \
-             FROM llm_calls WHERE run_id = $1 ORDER BY id",
-        )
-        .bind(&id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(llm_call_from_row)
-        .collect::<Result<_, _>>()?;
+        let llm_calls = self.llm_calls(run_id).await?;
         Ok(Trajectory {
             iterations,
             code_blocks,
             llm_calls,
         })
+    }
+}
+
+impl Store {
+    /// A run's model calls, in the order they were made.
+    pub async fn llm_calls(&self, run_id: RunId) -> StoreResult<Vec<LlmCallRecord>> {
+        let calls = sqlx::query(
+            "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
+                 output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at, \
+                 prompt_hash, messages, block \
+             FROM llm_calls WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(llm_call_from_row)
+        .collect::<Result<_, _>>()?;
+        Ok(calls)
     }
 }
 

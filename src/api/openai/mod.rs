@@ -20,7 +20,7 @@ use super::idempotency::{self, Queued};
 use super::json::{self, ApiBody};
 use super::schema::{self, ErrorBody};
 use super::sse::Follower;
-use super::{preflight, AppState};
+use super::AppState;
 use crate::domain::{RunId, RunStatus};
 use crate::store::{total_usage, RunRecord, Usage};
 use crate::worker::StopReason;
@@ -64,9 +64,7 @@ async fn chat_completions(
     request.check_supported()?;
     let submit = request.to_submit(&state.providers)?;
     let key = idempotency::key_of(&headers, &caller, "POST /v1/chat/completions", &bytes)?;
-    let new_run = submit.into_new_run(&state.defaults, &state.providers)?;
-    let mut new_run = preflight::check(new_run).await?;
-    new_run.owner = caller.owner();
+    let new_run = submit.checked_run(&state, caller.owner()).await?;
     // Subscribed before the run exists, so its first events are not missed.
     let live = state.bus.subscribe();
     let run = match idempotency::queue_once(&state, &caller, &new_run, key.as_ref()).await? {
