@@ -20,8 +20,11 @@ use crate::domain::{RunId, Webhook};
 use crate::events::{EventBus, Live};
 use crate::store::Store;
 
-/// How often the store is asked for due deliveries when no run ends here.
-const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How often the store is asked for due deliveries when no run ends here: a run that ends
+/// on a node wakes that node's dispatcher at once, so polling only picks up what a stopped
+/// or dead node left (claims lapse after minutes), and costs a write now and then, not
+/// every other second on every node.
+const POLL_EVERY: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Deliveries claimed at once.
 const BATCH: u32 = 16;
