@@ -57,7 +57,8 @@ pub struct RunDefaults {
     pub max_iterations: u32,
     pub block_timeout: Duration,
     pub output_chars: usize,
-    pub max_concurrent_subcalls: usize,
+    /// Unset: a batch may keep its sub-provider's whole cap busy.
+    pub max_concurrent_subcalls: Option<usize>,
     pub max_depth: u32,
     pub timeout: Option<Duration>,
     pub max_tokens: Option<i64>,
@@ -134,7 +135,7 @@ impl Config {
                 max_iterations: env.parse("RLM_MAX_ITERATIONS", 30)?,
                 block_timeout: env.seconds("RLM_BLOCK_TIMEOUT_S", 60.0)?,
                 output_chars: env.parse("RLM_OUTPUT_CHARS", 20_000)?,
-                max_concurrent_subcalls: env.parse("RLM_MAX_CONCURRENT_SUBCALLS", 16)?,
+                max_concurrent_subcalls: env.optional("RLM_MAX_CONCURRENT_SUBCALLS")?,
                 max_depth: env.parse("RLM_MAX_DEPTH", 1)?,
                 timeout: env.optional_seconds("RLM_TIMEOUT_S", Some(3600.0))?,
                 max_tokens: env.optional("RLM_MAX_TOKENS")?,

@@ -39,6 +39,11 @@ struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: String,
 }
@@ -59,6 +64,10 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub running_runs: Gauge,
     sse_clients: Gauge,
+    provider_limit: Family<ProviderLabel, Gauge>,
+    provider_max: Family<ProviderLabel, Gauge>,
+    provider_in_flight: Family<ProviderLabel, Gauge>,
+    provider_overloads: Family<ProviderLabel, Counter>,
 }
 
 /// Model calls take from milliseconds (a cached fake) to minutes (a long reasoning reply).
@@ -88,6 +97,10 @@ impl Metrics {
             queue_depth: Gauge::default(),
             running_runs: Gauge::default(),
             sse_clients: Gauge::default(),
+            provider_limit: Family::default(),
+            provider_max: Family::default(),
+            provider_in_flight: Family::default(),
+            provider_overloads: Family::default(),
             registry: Registry::default(),
         };
         // Counters are exposed with the `_total` suffix OpenMetrics gives them.
@@ -148,6 +161,26 @@ impl Metrics {
             "Event streams open on this node",
             m.sse_clients.clone(),
         );
+        registry.register(
+            "rlmd_provider_concurrency_limit",
+            "A provider's adaptive cap on calls in flight (this node)",
+            m.provider_limit.clone(),
+        );
+        registry.register(
+            "rlmd_provider_concurrency_max",
+            "The configured maximum of a provider's cap",
+            m.provider_max.clone(),
+        );
+        registry.register(
+            "rlmd_provider_in_flight",
+            "Model calls in flight to a provider (this node)",
+            m.provider_in_flight.clone(),
+        );
+        registry.register(
+            "rlmd_provider_overloads",
+            "Answers of a provider saying too many requests (429, 503, 529)",
+            m.provider_overloads.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -167,6 +200,10 @@ impl Metrics {
             drop(self.repl_failures.get_or_create(&ReasonLabel { reason }));
         }
         for (provider, model) in providers {
+            let provider_label = ProviderLabel {
+                provider: provider.to_string(),
+            };
+            drop(self.provider_overloads.get_or_create(&provider_label));
             let model = ModelLabels {
                 provider: provider.to_string(),
                 model: model.to_string(),
@@ -243,6 +280,34 @@ impl Metrics {
         }
         if call.cost_usd > 0.0 {
             self.cost_usd.get_or_create(&model).inc_by(call.cost_usd);
+        }
+    }
+
+    /// A provider answered "too many"; `limit` is its cap now.
+    pub fn provider_overloaded(&self, provider: &str, limit: usize) {
+        let label = ProviderLabel {
+            provider: provider.to_string(),
+        };
+        self.provider_overloads.get_or_create(&label).inc();
+        self.provider_limit.get_or_create(&label).set(limit as i64);
+    }
+
+    /// The providers' caps as they stand (read when scraped).
+    pub fn provider_caps<'a>(
+        &self,
+        caps: impl Iterator<Item = (&'a str, crate::providers::LimiterState)>,
+    ) {
+        for (provider, cap) in caps {
+            let label = ProviderLabel {
+                provider: provider.to_string(),
+            };
+            self.provider_limit
+                .get_or_create(&label)
+                .set(cap.limit as i64);
+            self.provider_max.get_or_create(&label).set(cap.max as i64);
+            self.provider_in_flight
+                .get_or_create(&label)
+                .set(cap.in_flight as i64);
         }
     }
 

@@ -180,7 +180,7 @@ async fn a_submitted_run_is_queued_and_readable_at_once() {
     assert_eq!(
         run["limits"],
         json!({
-            "block_timeout_s": 60.0, "output_chars": 20000, "max_concurrent_subcalls": 16,
+            "block_timeout_s": 60.0, "output_chars": 20000, "max_concurrent_subcalls": 64,
             "timeout_s": 3600.0, "max_tokens": null, "max_cost_usd": null, "max_llm_calls": null,
             "max_errors": null
         })

@@ -30,5 +30,6 @@ async fn metrics(
     // The gauges that describe state rather than happenings are read now.
     metrics.queue_depth.set(state.store.queued_runs().await?);
     metrics.running_runs.set(state.jobs.count() as i64);
+    metrics.provider_caps(state.providers.caps());
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render()))
 }

@@ -155,7 +155,11 @@ impl SubmitRun {
                 "`max_depth` must be between 0 and {MAX_DEPTH}"
             )));
         }
-        let limits = resolve_limits(self.limits.unwrap_or_default(), defaults)?;
+        // A batch may fill its sub-provider's cap unless told otherwise.
+        let sub_cap = providers
+            .get(sub_provider.as_deref().unwrap_or(&provider))
+            .map_or(MAX_CONCURRENT_SUBCALLS, |h| h.max_concurrency);
+        let limits = resolve_limits(self.limits.unwrap_or_default(), defaults, sub_cap)?;
         let sampling = self.sampling.unwrap_or_default();
         sampling.check("sampling").map_err(ApiError::invalid)?;
         if let Some(sub) = &self.sub_sampling {
@@ -217,7 +221,11 @@ impl SubmitRun {
     }
 }
 
-fn resolve_limits(input: LimitsInput, defaults: &RunDefaults) -> Result<Limits, ApiError> {
+fn resolve_limits(
+    input: LimitsInput,
+    defaults: &RunDefaults,
+    sub_cap: usize,
+) -> Result<Limits, ApiError> {
     let block_timeout_s = input
         .block_timeout_s
         .unwrap_or(defaults.block_timeout.as_secs_f64());
@@ -234,7 +242,8 @@ fn resolve_limits(input: LimitsInput, defaults: &RunDefaults) -> Result<Limits, 
     }
     let max_concurrent_subcalls = input
         .max_concurrent_subcalls
-        .unwrap_or(defaults.max_concurrent_subcalls);
+        .or(defaults.max_concurrent_subcalls)
+        .unwrap_or(sub_cap.min(MAX_CONCURRENT_SUBCALLS));
     if !(1..=MAX_CONCURRENT_SUBCALLS).contains(&max_concurrent_subcalls) {
         return Err(ApiError::invalid(format!(
             "`limits.max_concurrent_subcalls` must be between 1 and {MAX_CONCURRENT_SUBCALLS}"

@@ -48,6 +48,9 @@ pub struct ProviderEndpoints {
     pub litellm: Option<EndpointConfig>,
     /// `RLM_<PROVIDER>_MAX_CONCURRENCY`: model calls in flight per provider, for all runs.
     pub max_concurrency: HashMap<String, usize>,
+    /// `RLM_PROVIDER_INITIAL_CONCURRENCY`: where each provider's adaptive cap starts (it
+    /// then grows towards the maximum, or is cut when the provider says "too many").
+    pub initial_concurrency: usize,
 }
 
 impl ProviderEndpoints {
@@ -73,7 +76,11 @@ impl ProviderEndpoints {
             let var = format!("RLM_{}_MAX_CONCURRENCY", name.to_ascii_uppercase());
             max_concurrency.insert(name.to_string(), env.parse(&var, 64usize)?.max(1));
         }
+        let initial_concurrency = env
+            .parse("RLM_PROVIDER_INITIAL_CONCURRENCY", 32usize)?
+            .max(1);
         Ok(Self {
+            initial_concurrency,
             openai: EndpointConfig {
                 api_key: key("OPENAI_API_KEY"),
                 base_url: url("OPENAI_BASE_URL", "https://api.openai.com/v1"),

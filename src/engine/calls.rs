@@ -8,7 +8,10 @@ use serde_json::json;
 use super::recorder::{CallInfo, Recorder};
 use super::tree::Tree;
 use crate::domain::{RunError, Sampling};
-use crate::providers::{ChatRequest, Completion, Message, ProviderError, ProviderHandle, Retrying};
+use crate::providers::{
+    is_overload_status, ChatRequest, Completion, Message, ProviderError, ProviderHandle, Retrying,
+    Slot,
+};
 use crate::store::{LlmCallRecord, Write};
 
 /// Makes one model call for the tree. `Err` means a limit refused it (and stopped the tree);
@@ -24,11 +27,14 @@ pub async fn charged_call(
     sampling: &Sampling,
 ) -> Result<(Result<Completion, ProviderError>, LlmCallRecord), RunError> {
     tree.admit_call()?;
-    let _slot = take_slot(recorder, provider, call).await;
+    let slot = take_slot(recorder, provider, call).await;
     let started = Instant::now();
     // Each retry is announced, and stored, as its wait begins: a stream shows why a run
-    // is idle.
+    // is idle. A "too many" answer cuts the provider's cap for every run.
     let announce = |retrying: Retrying| -> BoxFuture<'_, ()> {
+        if retrying.status.is_some_and(is_overload_status) {
+            overloaded(provider, &slot);
+        }
         let mut data = json!(retrying);
         data["model"] = json!(call.model);
         data["kind"] = json!(call.kind);
@@ -46,9 +52,17 @@ pub async fn charged_call(
         on_retry: Some(&announce),
     };
     let mut result = provider.client.complete(request).await;
-    if let Ok(completion) = &mut result {
-        mark_if_cut_off(completion);
+    match &mut result {
+        Ok(completion) => {
+            mark_if_cut_off(completion);
+            slot.succeeded();
+        }
+        Err(ProviderError::Status { status, .. }) if is_overload_status(*status) => {
+            overloaded(provider, &slot);
+        }
+        Err(_) => {}
     }
+    drop(slot);
     let record = recorder.call_record(call, started.elapsed().as_millis() as i64, &result);
     crate::metrics::get().model_call(&record);
     recorder.keep(Write::LlmCall(record.clone()));
@@ -58,26 +72,34 @@ pub async fn charged_call(
 
 /// Waits for one of the provider's slots (its cap is shared by every run). A wait is
 /// announced at once, so that a stream shows why a run is idle.
-async fn take_slot(
-    recorder: &Recorder,
-    provider: &ProviderHandle,
-    call: &CallInfo<'_>,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    if let Ok(permit) = provider.slots.clone().try_acquire_owned() {
-        return Some(permit);
+async fn take_slot(recorder: &Recorder, provider: &ProviderHandle, call: &CallInfo<'_>) -> Slot {
+    if let Some(slot) = provider.limiter.try_acquire() {
+        return slot;
     }
+    let cap = provider.limiter.state();
     recorder.emit(
         "provider.waiting",
-        serde_json::json!({"provider": provider.name, "model": call.model, "kind": call.kind,
-                           "max_concurrency": provider.max_concurrency}),
+        json!({"provider": provider.name, "model": call.model, "kind": call.kind,
+               "max_concurrency": cap.max, "concurrency_limit": cap.limit}),
     );
     let started = Instant::now();
-    let (_, permit) = tokio::join!(recorder.flush(), provider.slots.clone().acquire_owned());
+    let (_, slot) = tokio::join!(recorder.flush(), provider.limiter.acquire());
     recorder.emit(
         "provider.acquired",
-        serde_json::json!({"provider": provider.name, "waited_ms": started.elapsed().as_millis() as u64}),
+        json!({"provider": provider.name, "waited_ms": started.elapsed().as_millis() as u64}),
     );
-    permit.ok()
+    slot
+}
+
+/// The provider said "too many": its cap is cut (once per burst), which the log and the
+/// metrics show.
+fn overloaded(provider: &ProviderHandle, slot: &Slot) {
+    if slot.overloaded() {
+        let cap = provider.limiter.state();
+        tracing::info!(provider = %provider.name, limit = cap.limit, max = cap.max,
+                       "provider overloaded: concurrency cap cut");
+    }
+    crate::metrics::get().provider_overloaded(&provider.name, provider.limiter.state().limit);
 }
 
 /// A reply cut off at the output limit is kept, and says so.

@@ -3,6 +3,7 @@
 mod anthropic;
 mod gemini;
 mod http;
+mod limiter;
 mod openai;
 mod pricing;
 mod registry;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::domain::Sampling;
 pub use anthropic::AnthropicClient;
 pub use gemini::GeminiClient;
+pub use limiter::{is_overload_status, LimiterState, Slot};
 pub use openai::{Flavor, OpenAiClient};
 pub use pricing::{Price, PriceError, PriceTable};
 pub use registry::{ProviderHandle, Providers};

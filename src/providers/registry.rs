@@ -4,21 +4,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-use tokio::sync::Semaphore;
-
+use super::limiter::Limiter;
 use super::{
     AnthropicClient, ChatModel, Flavor, GeminiClient, OpenAiClient, PriceTable, KNOWN_PROVIDERS,
 };
 use crate::config::{Config, ProviderSettings, Secret};
+use serde_json::{json, Value};
 
 /// One configured provider.
 pub struct ProviderHandle {
     pub name: String,
     pub client: Arc<dyn ChatModel>,
     pub default_model: String,
-    /// Model calls in flight to this provider, across all runs.
-    pub slots: Arc<Semaphore>,
+    /// Model calls in flight to this provider, across all runs, under an adaptive cap.
+    pub limiter: Arc<Limiter>,
+    /// The cap's configured maximum.
     pub max_concurrency: usize,
 }
 
@@ -42,9 +42,11 @@ impl Providers {
         let settings = &config.providers;
         let mut providers = Self::default();
         let cap = |name: &str| p.max_concurrency.get(name).copied().unwrap_or(64);
+        let initial = p.initial_concurrency;
         let mut add = |info: ProviderInfo, client: Option<Arc<dyn ChatModel>>| {
             if let Some(client) = client {
-                providers.insert(info.name, client, &info.default_model, cap(info.name));
+                let limiter = Limiter::new(cap(info.name), initial);
+                providers.insert(info.name, client, &info.default_model, limiter);
             }
             providers.known.push(info);
         };
@@ -192,20 +194,19 @@ impl Providers {
         Ok(providers)
     }
 
-    /// Registers a client (also how tests plug in their own).
-    pub fn insert(
+    fn insert(
         &mut self,
         name: &str,
         client: Arc<dyn ChatModel>,
         default_model: &str,
-        max_concurrency: usize,
+        limiter: Arc<Limiter>,
     ) {
         let handle = ProviderHandle {
             name: name.to_string(),
             client,
             default_model: default_model.to_string(),
-            slots: Arc::new(Semaphore::new(max_concurrency)),
-            max_concurrency,
+            max_concurrency: limiter.state().max,
+            limiter,
         };
         self.handles.insert(name.to_string(), Arc::new(handle));
     }
@@ -219,6 +220,13 @@ impl Providers {
         self.handles
             .values()
             .map(|h| (h.name.as_str(), h.default_model.as_str()))
+    }
+
+    /// Each configured provider's adaptive cap as it stands.
+    pub fn caps(&self) -> impl Iterator<Item = (&str, super::LimiterState)> {
+        self.handles
+            .values()
+            .map(|h| (h.name.as_str(), h.limiter.state()))
     }
 
     pub fn default_model(&self, name: &str) -> Option<&str> {
@@ -248,7 +256,8 @@ impl Providers {
                     "default_model": info.map(|i| i.default_model.clone()),
                     "base_url": info.and_then(|i| i.base_url.clone()),
                     "max_concurrency": handle.map(|h| h.max_concurrency),
-                    "in_flight": handle.map(|h| h.max_concurrency - h.slots.available_permits()),
+                    "concurrency_limit": handle.map(|h| h.limiter.state().limit),
+                    "in_flight": handle.map(|h| h.limiter.state().in_flight),
                     "models": models,
                 })
             })

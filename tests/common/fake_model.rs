@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,11 +102,16 @@ struct FakeState {
     latency: Duration,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     root_calls: Arc<Mutex<usize>>,
+    /// Requests being answered now; above `capacity` the fake answers 429 at once.
+    in_flight: Arc<AtomicUsize>,
+    capacity: Option<usize>,
+    refused: Arc<AtomicUsize>,
 }
 
 pub struct FakeModel {
     pub base_url: String,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    refused: Arc<AtomicUsize>,
     _server: tokio::task::JoinHandle<()>,
 }
 
@@ -134,12 +140,34 @@ impl FakeModel {
         latency: Duration,
         script: impl Fn(&SeenRequest, usize) -> Reply + Send + Sync + 'static,
     ) -> Self {
+        Self::launch(latency, None, script).await
+    }
+
+    /// A provider with a rate limit: a request arriving while `capacity` others are being
+    /// answered gets 429 at once (and is not recorded as seen).
+    pub async fn with_capacity(
+        latency: Duration,
+        capacity: usize,
+        script: impl Fn(&SeenRequest, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::launch(latency, Some(capacity), script).await
+    }
+
+    async fn launch(
+        latency: Duration,
+        capacity: Option<usize>,
+        script: impl Fn(&SeenRequest, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(AtomicUsize::new(0));
         let state = FakeState {
             script: Arc::new(script),
             latency,
             seen: seen.clone(),
             root_calls: Arc::new(Mutex::new(0)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            capacity,
+            refused: refused.clone(),
         };
         // Real providers take requests of many megabytes; so does the fake.
         let app = Router::new()
@@ -150,8 +178,14 @@ impl FakeModel {
         Self {
             base_url: format!("{base}/v1"),
             seen,
+            refused,
             _server: server,
         }
+    }
+
+    /// Requests answered 429 for going over the capacity.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<SeenRequest> {
@@ -178,6 +212,16 @@ async fn complete(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
+    let in_flight = InFlight::enter(&state.in_flight);
+    if state
+        .capacity
+        .is_some_and(|capacity| in_flight.0 > capacity)
+    {
+        state.refused.fetch_add(1, Ordering::SeqCst);
+        let body = json!({"error": {"message": "Rate limit reached: too many requests in flight",
+                                    "type": "rate_limit_error", "code": "rate_limit_exceeded"}});
+        return (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    }
     let request = SeenRequest {
         body,
         authorization: headers
@@ -231,6 +275,21 @@ async fn complete(
                   "prompt_tokens_details": {"cached_tokens": 0}},
     }))
     .into_response()
+}
+
+/// Counts a request in flight until dropped; `.0` is the count with it.
+struct InFlight<'a>(usize, &'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        Self(counter.fetch_add(1, Ordering::SeqCst) + 1, counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.1.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Serves `app` on a free local port; its base URL and the server task.

@@ -316,10 +316,11 @@ function providersPage() {
     try { list = await api("/v1/providers"); } catch (error) { showError(error); return; }
     main.replaceChildren(el("h1", {}, "Providers"), el("div", { class: "table-wrap" }, el("table", {},
       el("tr", {}, el("th", {}, "Provider"), el("th", {}, "Configured"), el("th", {}, "Default model"),
-        el("th", { class: "num" }, "Cap"), el("th", { class: "num" }, "In flight"), el("th", { class: "num hide-small" }, "Known models")),
+        el("th", { class: "num" }, "Cap now / max"), el("th", { class: "num" }, "In flight"), el("th", { class: "num hide-small" }, "Known models")),
       list.providers.map(p => el("tr", {}, el("td", {}, p.name, p.name === list.default_provider ? el("span", { class: "tag" }, "default") : null),
         el("td", {}, p.configured ? "yes" : "no"), el("td", {}, p.default_model || "—"),
-        el("td", { class: "num" }, p.max_concurrency ?? "—"), el("td", { class: "num" }, p.in_flight ?? "—"),
+        el("td", { class: "num" }, p.configured ? `${p.concurrency_limit} / ${p.max_concurrency}` : "—"),
+        el("td", { class: "num" }, p.in_flight ?? "—"),
         el("td", { class: "num hide-small" }, p.models.length))))));
   });
 }
