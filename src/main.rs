@@ -31,16 +31,17 @@ enum Command {
     },
     #[command(flatten)]
     Client(rlmd::cli::ClientCommand),
-    /// The sandboxed Python REPL child; started by the server, never by hand.
+    /// The process sandboxed Python REPLs are forked from; started by the server, never
+    /// by hand.
     #[command(hide = true)]
-    Repl,
+    Zygote,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Repl) = cli.command {
-        // No tokio, no tracing, no configuration: the child knows nothing but its pipe.
-        return ExitCode::from(rlmd::repl::child::run() as u8);
+    if let Some(Command::Zygote) = cli.command {
+        // No tokio, no tracing, no configuration: the zygote knows nothing but its socket.
+        return ExitCode::from(rlmd::repl::zygote::run() as u8);
     }
     if let Some(Command::Client(command)) = cli.command {
         // A client of a server elsewhere: none of the server's configuration applies.

@@ -45,9 +45,10 @@ async fn a_repl_program_that_does_not_exist_fails_the_run_before_any_model_call(
 }
 
 #[tokio::test]
-async fn python_that_cannot_boot_costs_at_most_the_call_in_flight() {
+async fn a_repl_that_cannot_start_costs_at_most_the_call_in_flight() {
     let model = busy_model().await;
-    // Python does not boot under a 20 MiB address space.
+    // A REPL forked from the zygote already maps more than 20 MiB: the limit cannot hold,
+    // so the REPL refuses to start (and says why) rather than run with it.
     let app = spawn_app_with(&model, &[("RLM_REPL_MEMORY_MB", "20")]).await;
 
     let (status, ready) = app.get("/readyz").await;
@@ -59,7 +60,9 @@ async fn python_that_cannot_boot_costs_at_most_the_call_in_flight() {
     let (run, message) = failed_with_repl_error(&app, &id).await;
 
     assert!(
-        message.starts_with("the REPL could not load the run's context: "),
+        message.starts_with(
+            "could not start the REPL: sandbox step failed: resource limits: the REPL already maps"
+        ) && message.ends_with("at or above its memory limit of 20 MiB (RLM_REPL_MEMORY_MB)"),
         "{message}"
     );
     // The model's reply is code, not an answer: it is not passed off as a partial one.
@@ -124,14 +127,14 @@ async fn best_effort_runs_without_separate_users_and_says_so() {
 #[tokio::test]
 async fn a_repl_that_dies_and_cannot_restart_fails_the_run_without_another_call() {
     // The REPL program is reached through a link that the test removes once the run's
-    // REPL is up: the crash's restart then finds nothing to start.
+    // REPL is up, and then the zygote it was forked from dies (and the REPL with it): the
+    // restart then finds nothing to start a zygote from.
     let links = tempdir_for_repls();
     let program = links.path().join("rlmd");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rlmd"), &program).unwrap();
-    let model = FakeModel::start(
-        vec![code("import os, time\ntime.sleep(1)\nos._exit(1)")],
-        |_| text("unused"),
-    )
+    let model = FakeModel::start(vec![code("import time\ntime.sleep(30)")], |_| {
+        text("unused")
+    })
     .await;
     let app = spawn_app_with(&model, &[("RLM_REPL_PROGRAM", program.to_str().unwrap())]).await;
 
@@ -142,6 +145,9 @@ async fn a_repl_that_dies_and_cannot_restart_fails_the_run_without_another_call(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     std::fs::remove_file(&program).unwrap();
+    let zygote = zygote_started_as(&program).expect("the REPL zygote runs");
+    // SAFETY: kill with the pid of a process this test's server started.
+    unsafe { libc::kill(zygote, libc::SIGKILL) };
     let (run, message) = failed_with_repl_error(&app, &id).await;
 
     assert_eq!(
@@ -159,7 +165,30 @@ async fn a_repl_that_dies_and_cannot_restart_fails_the_run_without_another_call(
         .as_str()
         .unwrap_or_else(|| panic!("{trajectory}"));
     assert!(
-        error.starts_with("ReplError: the REPL process died (exit code 1"),
+        error.starts_with(
+            "ReplError: the REPL process died (the REPL zygote ended, and the REPL with it"
+        ),
         "{error}"
     );
+}
+
+/// The zygote (a child of this test process) started from `program`.
+fn zygote_started_as(program: &std::path::Path) -> Option<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .to_string();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let started_as = format!("{}\0zygote\0", program.display());
+            (ppid == me && cmdline == started_as.as_bytes()).then_some(pid)
+        })
 }

@@ -1,10 +1,12 @@
-//! `rlmd repl`: the sandboxed child. It embeds CPython, loads the prelude and serves the
-//! parent's requests over the pipe (its stdin and stdout) until the pipe closes.
+//! A REPL child: forked from the zygote with CPython booted and the prelude loaded, it
+//! serves the server's requests over its pipe (its stdin and stdout) until the pipe
+//! closes.
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, RawFd};
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use pyo3::exceptions::PyRuntimeError;
@@ -41,8 +43,19 @@ fn pipe() -> std::sync::MutexGuard<'static, Pipe> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Runs the child until the parent closes the pipe. Returns the process exit code.
-pub fn run() -> i32 {
+/// In the zygote: the prelude, compiled and wired to the pipe functions, once for every
+/// REPL forked after.
+pub fn load_prelude(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let source = CString::new(PRELUDE).expect("prelude has no NUL");
+    let prelude = PyModule::from_code(py, &source, c"rlmd_prelude.py", c"rlmd_prelude")?;
+    prelude.setattr("_host", wrap_pyfunction!(host_call, &prelude)?)?;
+    prelude.setattr("_emit", wrap_pyfunction!(emit_output, &prelude)?)?;
+    Ok(prelude)
+}
+
+/// In a child fresh from the zygote and confined: serves the pipe on fds 0 and 1 until
+/// the server closes it. Returns the process exit code.
+pub fn serve_forked(py: Python<'_>, prelude: &Bound<'_, PyModule>, workdir: &Path) -> i32 {
     let pipe = match take_pipe() {
         Ok(pipe) => pipe,
         Err(e) => {
@@ -51,14 +64,23 @@ pub fn run() -> i32 {
         }
     };
     let _ = PIPE.set(Mutex::new(pipe));
-    pyo3::prepare_freethreaded_python();
-    match Python::with_gil(serve) {
+    let served = set_home(py, workdir).and_then(|()| serve(py, prelude));
+    match served {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("rlmd repl: {e}");
             3
         }
     }
+}
+
+/// `HOME` and `TMPDIR` are the REPL's scratch directory (the zygote has neither).
+fn set_home(py: Python<'_>, workdir: &Path) -> PyResult<()> {
+    let environ = py.import("os")?.getattr("environ")?;
+    let dir = workdir.to_string_lossy();
+    environ.set_item("HOME", dir.as_ref())?;
+    environ.set_item("TMPDIR", dir.as_ref())?;
+    Ok(())
 }
 
 /// Moves the pipe off fds 0 and 1 and points those at /dev/null, so that a C extension or
@@ -92,11 +114,7 @@ fn take_pipe() -> io::Result<Pipe> {
     })
 }
 
-fn serve(py: Python<'_>) -> PyResult<()> {
-    let source = CString::new(PRELUDE).expect("prelude has no NUL");
-    let prelude = PyModule::from_code(py, &source, c"rlmd_prelude.py", c"rlmd_prelude")?;
-    prelude.setattr("_host", wrap_pyfunction!(host_call, &prelude)?)?;
-    prelude.setattr("_emit", wrap_pyfunction!(emit_output, &prelude)?)?;
+fn serve(py: Python<'_>, prelude: &Bound<'_, PyModule>) -> PyResult<()> {
     send(&FromChild::Ready {
         python: py
             .version()

@@ -1,5 +1,7 @@
-//! The sandboxed Python REPL: a child process (`rlmd repl`) embedding CPython, driven over
-//! a pipe. `process` is the server's side, `child` the child's, `protocol` the wire between.
+//! The sandboxed Python REPL: a child process embedding CPython, driven over a pipe, and
+//! forked from a warm zygote (`rlmd zygote`, `zygote`; the server's side is `forkserver`,
+//! with `fdpass` between). `process` is the server's side of a REPL, `child` the child's,
+//! `protocol` the wire between.
 //! Confinement: `policy` decides what this host can enforce (and whether REPLs may start),
 //! `sandbox` applies it in order, `identity` gives each REPL a user of its own and sweeps it,
 //! `landlock` and `seccomp` build the kernel rules, `watchdog` bounds a REPL's processes and
@@ -7,6 +9,8 @@
 
 mod bounds;
 pub mod child;
+mod fdpass;
+mod forkserver;
 mod identity;
 mod landlock;
 mod policy;
@@ -17,6 +21,7 @@ pub mod protocol;
 mod sandbox;
 mod seccomp;
 mod watchdog;
+pub mod zygote;
 
 pub use policy::Sandbox;
 pub use probe::probe;

@@ -32,6 +32,8 @@ pub struct Sandbox {
     refusal: RwLock<Option<String>>,
     /// What is missing, with the reason.
     missing: Vec<String>,
+    /// Where REPLs are forked from.
+    pub zygote: super::forkserver::Zygote,
 }
 
 impl Sandbox {
@@ -76,6 +78,7 @@ impl Sandbox {
             filters,
             refusal: RwLock::new(refusal),
             missing,
+            zygote: super::forkserver::Zygote::new(config.program.clone()),
             config,
         }
     }

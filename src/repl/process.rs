@@ -2,12 +2,14 @@
 //! the model calls they make), and kill it on timeout, cancel or drop.
 
 use std::future::Future;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::io::BufReader;
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::net::unix::pipe;
 
+use super::forkserver::{Exit, Forked};
 use super::identity::ReplUid;
 use super::protocol::{
     read_frame, write_frame, ExecOutcome, FromChild, HostCall, ToChild, ToolSource,
@@ -64,10 +66,10 @@ pub trait Host {
 }
 
 pub struct ReplProcess {
-    child: Child,
-    pid: u32,
-    to_child: ChildStdin,
-    from_child: BufReader<ChildStdout>,
+    /// The child, forked by the zygote; dropping it kills the child's process group.
+    forked: Forked,
+    to_child: pipe::Sender,
+    from_child: BufReader<pipe::Receiver>,
     stderr_log: PathBuf,
     limits: bounds::Bounds,
     initialized: bool,
@@ -94,27 +96,17 @@ impl ReplProcess {
             .map_err(|e| ReplError::Spawn(format!("scratch directory: {e}")))?;
         let log = std::fs::File::create(stderr_log)
             .map_err(|e| ReplError::Spawn(format!("REPL log: {e}")))?;
-        let mut child = sandbox::command(sandbox, uid.as_ref(), workdir, log)
-            .map_err(ReplError::Spawn)?
-            .spawn()
-            .map_err(|e| {
-                let log = log_tail(stderr_log);
-                match log
-                    .lines()
-                    .rev()
-                    .find(|l| l.contains("sandbox step failed"))
-                {
-                    Some(step) => {
-                        ReplError::Spawn(format!("{}: {e}", step.trim_start_matches("rlmd repl: ")))
-                    }
-                    None => ReplError::Spawn(format!("{}: {e}", config.program.display())),
-                }
-            })?;
-        let pid = child
-            .id()
-            .ok_or_else(|| ReplError::Crashed("exited at once".into()))?;
-        let to_child = child.stdin.take().expect("stdin is piped");
-        let from_child = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let spawn_error = |e: std::io::Error| ReplError::Spawn(e.to_string());
+        let (child_stdin, to_child) = pipe_pair().map_err(spawn_error)?;
+        let (from_child, child_stdout) = pipe_pair().map_err(spawn_error)?;
+        let confinement = sandbox::Confinement::of(sandbox, uid.as_ref(), workdir);
+        let forked = sandbox
+            .zygote
+            .spawn(&confinement, [child_stdin, child_stdout, log.into()])
+            .map_err(spawn_error)?;
+        let to_child = pipe::Sender::from_owned_fd(to_child).map_err(spawn_error)?;
+        let from_child =
+            BufReader::new(pipe::Receiver::from_owned_fd(from_child).map_err(spawn_error)?);
         let watch = uid.as_ref().map(|uid| {
             Watch::start(
                 uid.uid(),
@@ -125,14 +117,9 @@ impl ReplProcess {
                 workdir.parent().unwrap_or(workdir),
             )
         });
-        tracing::debug!(
-            pid,
-            uid = uid.as_ref().map(ReplUid::uid),
-            "REPL child started"
-        );
+        tracing::debug!(uid = uid.as_ref().map(ReplUid::uid), "REPL child asked for");
         Ok(Self {
-            child,
-            pid,
+            forked,
             to_child,
             from_child,
             stderr_log: stderr_log.to_path_buf(),
@@ -157,7 +144,7 @@ impl ReplProcess {
                 self.initialized = true;
                 Ok(())
             }
-            Err(error @ ReplError::Tools(_)) => Err(error),
+            Err(error @ (ReplError::Tools(_) | ReplError::Spawn(_))) => Err(error),
             Err(error) => Err(ReplError::Init(match error {
                 ReplError::Crashed(why) | ReplError::Protocol(why) => why,
                 other => other.to_string(),
@@ -168,7 +155,7 @@ impl ReplProcess {
     async fn load(&mut self, context: &str, tools: &[ToolSource]) -> Result<(), ReplError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         match self.receive_until(deadline).await? {
-            FromChild::Ready { python } => tracing::debug!(pid = self.pid, %python, "REPL ready"),
+            FromChild::Ready { python } => tracing::debug!(%python, "REPL ready"),
             other => return Err(unexpected("ready", &other)),
         }
         self.send(&ToChild::Init {
@@ -287,10 +274,10 @@ impl ReplProcess {
     /// whatever left its process group and freed.
     pub async fn kill(&mut self) {
         if !self.dead {
-            sandbox::kill_group(self.pid);
-            let _ = self.child.wait().await;
+            self.forked.kill();
+            let _ = self.forked.ended(Duration::from_secs(5)).await;
             self.dead = true;
-            tracing::debug!(pid = self.pid, "REPL child killed");
+            tracing::debug!("REPL child killed");
         }
         self.watch = None;
         self.uid = None;
@@ -334,9 +321,10 @@ impl ReplProcess {
         }
     }
 
-    /// Explains why the pipe broke: the exit status and the end of the child's stderr.
+    /// Explains why the pipe broke: the exit status and the end of the child's stderr (a
+    /// confinement step that failed is a failure to start).
     async fn crashed(&mut self) -> ReplError {
-        let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        let exit = self.forked.ended(Duration::from_secs(2)).await;
         let verdict = self
             .watch
             .as_ref()
@@ -345,11 +333,23 @@ impl ReplProcess {
         if let Some(verdict) = verdict {
             return ReplError::Crashed(format!("stopped by the sandbox: {verdict}"));
         }
-        let status = match status {
-            Ok(Ok(status)) => describe_exit(status),
-            _ => "it stopped answering".to_string(),
-        };
         let stderr = log_tail(&self.stderr_log);
+        if let Some(step) = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("rlmd repl: "))
+        {
+            if step.starts_with("sandbox step failed") {
+                return ReplError::Spawn(step.to_string());
+            }
+        }
+        let status = match exit {
+            Some(Exit::Status(raw)) => {
+                describe_exit(std::os::unix::process::ExitStatusExt::from_raw(raw))
+            }
+            Some(Exit::Lost(why)) => why,
+            None => "it stopped answering".to_string(),
+        };
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         if tail.is_empty() {
@@ -360,12 +360,15 @@ impl ReplProcess {
     }
 }
 
-impl Drop for ReplProcess {
-    fn drop(&mut self) {
-        if !self.dead {
-            sandbox::kill_group(self.pid);
+/// A pipe, close-on-exec at both ends: (read end, write end).
+fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array, which are then owned.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        // Then `uid` drops, which sweeps the REPL's user of anything left.
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
     }
 }
 

@@ -1,97 +1,171 @@
-//! How a REPL child is confined, in the order it is applied. Before the fork the server
-//! takes a user id for the REPL, builds its Landlock ruleset and owns its scratch
-//! directory; the child then, between fork and exec:
-//!   1. becomes that user (done by `Command::uid`, before step 2), in its own process group,
-//!      with an empty environment, in its scratch directory;
-//!   2. marks every inherited file descriptor close-on-exec (it keeps only its pipes);
-//!   3. takes its resource limits (address space, file size, open files, no core dumps,
+//! How a REPL child is confined, in the order it is applied. Before asking the zygote for
+//! a REPL the server takes a user id for it and owns its scratch directory; the forked
+//! child then, before it runs any Python of its own:
+//!   1. holds only its pipe and its log (`zygote::become_repl`), in its own process group,
+//!      with no signal blocked, in its scratch directory, with `HOME` and `TMPDIR` there;
+//!   2. builds its Landlock ruleset (still as root, so every rule's path can be opened);
+//!   3. becomes its user (no supplementary groups);
+//!   4. takes its resource limits (address space, file size, open files, no core dumps,
 //!      processes of its user);
-//!   4. dies with the server (PDEATHSIG) and drops every capability;
-//!   5. enforces Landlock (files, and signals and abstract sockets where the kernel scopes
+//!   5. dies with the zygote, which dies with the server (PDEATHSIG), and drops every
+//!      capability;
+//!   6. enforces Landlock (files, and signals and abstract sockets where the kernel scopes
 //!      them) and then the seccomp filters (both need no_new_privs).
 //!
-//! Each step that the sandbox found available at start-up is applied or the REPL does not
-//! start; nothing is skipped silently.
+//! Each step that the sandbox found available at start-up is applied or the REPL dies
+//! before it serves its pipe; nothing is skipped silently.
 
 use std::io;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 
-use tokio::process::Command;
+use serde::{Deserialize, Serialize};
 
 use super::identity::ReplUid;
 use super::{landlock, seccomp, Sandbox};
 
-/// Environment passed to the child. Nothing else, and certainly no API key, crosses over.
-/// OpenBLAS tuning variables are kept because some CPUs need them for numpy to work.
-const PASSED_THROUGH: &[&str] = &["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ"];
+/// Environment of the zygote, and so of every REPL (plus `HOME` and `TMPDIR`, set per REPL).
+/// Nothing else, and certainly no API key, crosses over.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ("LANG", "C.UTF-8"),
+    ("PYTHONDONTWRITEBYTECODE", "1"),
+    ("PYTHONNOUSERSITE", "1"),
+    ("PYTHONIOENCODING", "utf-8"),
+    ("OMP_NUM_THREADS", "1"),
+    ("OPENBLAS_NUM_THREADS", "1"),
+];
 
-/// The command that starts a confined REPL child as `uid` (when the sandbox gives each REPL
-/// its own user) in `workdir`.
-pub fn command(
-    sandbox: &Sandbox,
-    uid: Option<&ReplUid>,
-    workdir: &Path,
-    stderr_log: std::fs::File,
-) -> Result<Command, String> {
-    let config = &sandbox.config;
-    let mut cmd = Command::new(&config.program);
-    cmd.arg("repl")
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("HOME", workdir)
-        .env("TMPDIR", workdir)
-        .env("LANG", "C.UTF-8")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONNOUSERSITE", "1")
-        .env("PYTHONIOENCODING", "utf-8")
-        .env("OMP_NUM_THREADS", "1")
-        .env("OPENBLAS_NUM_THREADS", "1")
-        .current_dir(workdir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr_log))
-        .process_group(0)
-        .kill_on_drop(true);
-    for name in PASSED_THROUGH {
-        if let Some(value) = std::env::var_os(name) {
-            cmd.env(name, value);
+/// Passed through from the server's environment when set: OpenBLAS tuning variables,
+/// which some CPUs need for numpy to work, and the time zone.
+pub const PASSED_THROUGH: &[&str] = &["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ"];
+
+/// Everything a forked child needs to confine itself, decided by the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Confinement {
+    pub workdir: PathBuf,
+    /// The REPL's own user, when the sandbox gives each REPL one.
+    pub uid: Option<u32>,
+    pub limits: ResourceLimits,
+    /// Landlock's rules cover the program too (it is what runs).
+    pub program: PathBuf,
+    pub landlock: bool,
+    pub seccomp: bool,
+}
+
+impl Confinement {
+    pub fn of(sandbox: &Sandbox, uid: Option<&ReplUid>, workdir: &Path) -> Self {
+        let config = &sandbox.config;
+        Self {
+            workdir: workdir.to_path_buf(),
+            uid: uid.map(ReplUid::uid),
+            limits: ResourceLimits {
+                memory: config.memory_bytes,
+                file_size: config.disk_bytes,
+                open_files: config.max_open_files,
+                // Counted per user: a bound on this REPL only when it has a user of its own.
+                processes: uid.map(|_| config.max_processes),
+            },
+            program: config.program.clone(),
+            landlock: sandbox.features.landlock_abi > 0,
+            seccomp: sandbox.features.seccomp,
         }
     }
-    if let Some(uid) = uid {
-        cmd.uid(uid.uid()).gid(uid.uid());
-    }
-    let limits = ResourceLimits {
-        memory: config.memory_bytes,
-        file_size: config.disk_bytes,
-        open_files: config.max_open_files,
-        // Counted per user: a bound on this REPL only when it has a user of its own.
-        processes: uid.map(|_| config.max_processes),
-    };
-    let features = sandbox.features;
-    let mut ruleset = if features.landlock_abi > 0 {
-        Some(landlock::ruleset(&config.program, workdir)?)
+}
+
+/// Applies `confinement` to the calling process (a child fresh from the zygote, single-
+/// threaded). The error names the step that failed, and why.
+pub fn confine(
+    confinement: &Confinement,
+    filters: Option<&seccomp::Filters>,
+) -> Result<(), String> {
+    let c = confinement;
+    step("process group", own_group_and_signals())?;
+    step("scratch directory", std::env::set_current_dir(&c.workdir))?;
+    let mut ruleset = if c.landlock {
+        Some(landlock::ruleset(&c.program, &c.workdir).map_err(|e| format!("landlock: {e}"))?)
     } else {
         None
     };
-    let filters = sandbox.filters.clone();
-    // SAFETY: the closure runs between fork and exec and makes only system calls on
-    // values prepared before the fork (the ruleset fd, the compiled filters).
-    unsafe {
-        cmd.pre_exec(move || {
-            step(b"close-on-exec", keep_only_stdio())?;
-            step(b"resource limits", limits.apply())?;
-            step(b"capabilities", drop_privileges())?;
-            if let Some(ruleset) = ruleset.take() {
-                step(b"landlock", landlock::enforce(ruleset))?;
-            }
-            if let Some(filters) = &filters {
-                step(b"seccomp", seccomp::install(filters))?;
-            }
-            Ok(())
-        });
+    if let Some(uid) = c.uid {
+        step("user", become_user(uid))?;
     }
-    Ok(cmd)
+    // The limit on address space counts what the zygote had mapped already: one below that
+    // could not hold, and would leave the REPL unable to allocate anything.
+    let mapped = mapped_bytes();
+    if mapped >= c.limits.memory {
+        return Err(format!(
+            "resource limits: the REPL already maps {} MiB, at or above its memory limit of {} MiB (RLM_REPL_MEMORY_MB)",
+            mapped >> 20,
+            c.limits.memory >> 20
+        ));
+    }
+    step("resource limits", c.limits.apply())?;
+    step("capabilities", drop_privileges(c.uid.is_some()))?;
+    if let Some(ruleset) = ruleset.take() {
+        step("landlock", landlock::enforce(ruleset))?;
+    }
+    if c.seccomp {
+        let filters = filters.ok_or("seccomp: the zygote could not build the filters")?;
+        step("seccomp", seccomp::install(filters))?;
+    }
+    Ok(())
+}
+
+fn step(name: &str, result: io::Result<()>) -> Result<(), String> {
+    result.map_err(|e| format!("{name}: {e}"))
+}
+
+/// Says on the child's stderr (the REPL's log, which the server reads when a start fails)
+/// which confinement step failed.
+pub fn report_failed_step(step: &str) {
+    let line = format!("rlmd repl: sandbox step failed: {step}\n");
+    // SAFETY: write(2) on the child's stderr with a live buffer.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}
+
+/// The address space the calling process maps now (0 if /proc cannot say).
+fn mapped_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf with a constant argument.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// The child leads its own process group (so its whole group can be killed) and blocks
+/// no signal (the zygote blocks SIGCHLD to read it from a signalfd).
+fn own_group_and_signals() -> io::Result<()> {
+    // SAFETY: setpgid and sigprocmask on the calling process, with a local empty set.
+    unsafe {
+        if libc::setpgid(0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Becomes `uid` (its group too, with no supplementary group), for real, effective and
+/// saved ids alike.
+fn become_user(uid: u32) -> io::Result<()> {
+    // SAFETY: set*id calls in a single-threaded process (the forked child).
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(uid, uid, uid) != 0
+            || libc::setresuid(uid, uid, uid) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::geteuid() != uid || libc::getegid() != uid {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+    }
+    Ok(())
 }
 
 /// A fresh scratch directory owned by the REPL's user (the parent directory, owned by the
@@ -113,38 +187,12 @@ pub fn prepare_workdir(workdir: &Path, uid: Option<u32>) -> std::io::Result<()> 
     Ok(())
 }
 
-/// Reports which confinement step failed on the child's stderr (the REPL's log, which the
-/// server reads when a start fails): only the error number crosses back to `spawn`.
-fn step(name: &[u8], result: io::Result<()>) -> io::Result<()> {
-    if result.is_err() {
-        let prefix = b"rlmd repl: sandbox step failed: ";
-        // SAFETY: write(2) on the child's stderr with live buffers.
-        unsafe {
-            libc::write(2, prefix.as_ptr().cast(), prefix.len());
-            libc::write(2, name.as_ptr().cast(), name.len());
-            libc::write(2, b"\n".as_ptr().cast(), 1);
-        }
-    }
-    result
-}
-
-/// Marks every descriptor above stdio close-on-exec, whatever the server had open.
-fn keep_only_stdio() -> io::Result<()> {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range with constant arguments.
-    let done = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if done != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-#[derive(Clone, Copy)]
-struct ResourceLimits {
-    memory: u64,
-    file_size: u64,
-    open_files: u64,
-    processes: Option<u64>,
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    pub memory: u64,
+    pub file_size: u64,
+    pub open_files: u64,
+    pub processes: Option<u64>,
 }
 
 impl ResourceLimits {
@@ -160,16 +208,29 @@ impl ResourceLimits {
     }
 }
 
-/// Dies with the server, and holds no capability, whether the server runs as root or holds
-/// capabilities as another user: it cannot ptrace or read the server's /proc files. With
-/// every set empty (the ambient one empties with the permitted one) and no_new_privs, exec
-/// gives nothing back, so the bounding set need not be touched.
-fn drop_privileges() -> io::Result<()> {
-    // SAFETY: prctl with constant arguments.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
+/// Dies with the zygote (which dies with the server), and holds no capability, whether the
+/// server runs as root or holds capabilities as another user: it cannot ptrace or read the
+/// server's /proc files. With every set empty (the ambient one empties with the permitted
+/// one) and no_new_privs, exec gives nothing back, so the bounding set need not be touched.
+/// A REPL with a user of its own is made dumpable again (switching users cleared it), as an
+/// exec'd program would be, so its own /proc files are its own.
+fn drop_privileges(own_user: bool) -> io::Result<()> {
+    // SAFETY: prctl and getppid with constant arguments.
+    unsafe {
+        let zygote = libc::getppid();
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The zygote may have died before the death signal was asked for.
+        if libc::getppid() != zygote {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
     }
     clear_capabilities()?;
+    // SAFETY: prctl with constant arguments.
+    if own_user && unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: prctl with constant arguments.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(io::Error::last_os_error());
@@ -235,15 +296,6 @@ fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> 
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Kills a child's whole process group (the child and anything its code started).
-pub fn kill_group(pid: u32) {
-    // SAFETY: kill with a negative pid signals the group; a stale pid is harmless here
-    // because the group id is the child's own pid, which we have not yet reaped.
-    unsafe {
-        libc::kill(-(pid as i32), libc::SIGKILL);
-    }
 }
 
 #[cfg(test)]
