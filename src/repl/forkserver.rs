@@ -41,6 +41,8 @@ struct Running {
     alive: AtomicBool,
     /// The REPLs not yet reported ended, by id.
     children: Mutex<HashMap<u64, watch::Sender<Option<Exit>>>>,
+    /// Sweeps asked for and not yet answered, by id.
+    sweeps: Mutex<HashMap<u64, std::sync::mpsc::Sender<Result<bool, String>>>>,
 }
 
 /// One REPL asked of the zygote. Dropping it kills the REPL's process group.
@@ -61,9 +63,8 @@ impl Zygote {
     /// Asks for a REPL confined by `confinement`, with `fds` as its stdin, stdout and
     /// stderr. Returns at once: the child confines itself and boots in the background.
     pub fn spawn(&self, confinement: &Confinement, fds: [OwnedFd; 3]) -> io::Result<Forked> {
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let running = self.running()?;
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = next_id();
         let (sender, exit) = watch::channel(None);
         running.lock().insert(id, sender);
         let request = Request::Spawn {
@@ -78,6 +79,23 @@ impl Zygote {
         Ok(Forked { id, running, exit })
     }
 
+    /// Kills every process of `uid` (the zygote forks a process of that user to do it),
+    /// waiting for it to be done. Whether none is left.
+    pub fn sweep(&self, uid: u32) -> io::Result<bool> {
+        let running = self.running()?;
+        let id = next_id();
+        let (sender, answer) = std::sync::mpsc::channel();
+        lock(&running.sweeps).insert(id, sender);
+        if let Err(error) = running.send(&Request::Sweep { id, uid }, &[]) {
+            lock(&running.sweeps).remove(&id);
+            return Err(error);
+        }
+        match answer.recv_timeout(Duration::from_secs(10)) {
+            Ok(found) => found.map_err(io::Error::other),
+            Err(_) => Err(io::Error::other("the REPL zygote did not sweep in time")),
+        }
+    }
+
     /// The zygote, started if there is none or it died.
     fn running(&self) -> io::Result<Arc<Running>> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,9 +108,18 @@ impl Zygote {
     }
 }
 
+fn next_id() -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Running {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, watch::Sender<Option<Exit>>>> {
-        self.children.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.children)
     }
 
     fn send(&self, request: &Request, fds: &[RawFd]) -> io::Result<()> {
@@ -117,6 +144,11 @@ impl Running {
                     Exit::Lost(format!("the zygote could not fork it: {error}")),
                 ),
                 Ok(Notice::Exited { id, status }) => self.ended(id, Exit::Status(status)),
+                Ok(Notice::Swept { id, clean }) => {
+                    if let Some(sender) = lock(&self.sweeps).remove(&id) {
+                        let _ = sender.send(clean);
+                    }
+                }
                 Err(error) => {
                     tracing::error!(%error, "a notice from the REPL zygote it cannot read")
                 }
@@ -130,6 +162,9 @@ impl Running {
         );
         for (_, sender) in self.lock().drain() {
             let _ = sender.send(Some(Exit::Lost(ZYGOTE_ENDED.into())));
+        }
+        for (_, sender) in lock(&self.sweeps).drain() {
+            let _ = sender.send(Err(ZYGOTE_ENDED.into()));
         }
     }
 
@@ -173,6 +208,7 @@ fn start(program: &std::path::Path) -> io::Result<Arc<Running>> {
         control: ours,
         alive: AtomicBool::new(true),
         children: Mutex::new(HashMap::new()),
+        sweeps: Mutex::new(HashMap::new()),
     });
     let mut command = Command::new(program);
     command

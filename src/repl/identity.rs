@@ -17,10 +17,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
-use super::{procfs, sandbox};
+use super::forkserver::Zygote;
 
 use crate::config::SandboxConfig;
 
@@ -28,6 +27,8 @@ use crate::config::SandboxConfig;
 pub struct ReplUid {
     uid: u32,
     held: Option<Held>,
+    /// Sweeps are made by the zygote.
+    zygote: Arc<Zygote>,
 }
 
 /// A locked id: its lock file (and the directory of lock files it belongs to).
@@ -47,7 +48,7 @@ impl ReplUid {
 
     /// Takes a free id of the configured range, sweeping it first if its last holder did
     /// not leave it clean.
-    pub fn acquire(config: &SandboxConfig) -> io::Result<Self> {
+    pub fn acquire(config: &SandboxConfig, zygote: &Arc<Zygote>) -> io::Result<Self> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let range = config.uid_base..config.uid_base.saturating_add(config.uid_count);
         let kept = {
@@ -62,6 +63,7 @@ impl ReplUid {
             return Ok(Self {
                 uid: held.uid,
                 held: Some(held),
+                zygote: zygote.clone(),
             });
         }
         std::fs::create_dir_all(&config.uid_lock_dir)?;
@@ -82,7 +84,7 @@ impl ReplUid {
             }
             let mut state = [0u8; 1];
             let clean = file.read_at(&mut state, 0)? == 1 && state[0] == b'c';
-            if !clean && !sweep(uid)? {
+            if !clean && !sweep(uid, zygote)? {
                 continue; // something of that user will not die: leave the id alone
             }
             mark(&file, b"d")?;
@@ -94,6 +96,7 @@ impl ReplUid {
                     uid,
                     lock: file,
                 }),
+                zygote: zygote.clone(),
             });
         }
         Err(io::Error::other(format!(
@@ -106,7 +109,7 @@ impl ReplUid {
 impl Drop for ReplUid {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
-            sweeper().send(held).ok();
+            sweeper().send((held, self.zygote.clone())).ok();
         }
     }
 }
@@ -118,16 +121,16 @@ fn mark(file: &File, state: &[u8; 1]) -> io::Result<()> {
 
 /// The thread that sweeps the ids of ended REPLs (a sweep forks and waits: kept off the
 /// async runtime and out of `Drop`).
-fn sweeper() -> &'static mpsc::Sender<Held> {
-    static SWEEPER: OnceLock<mpsc::Sender<Held>> = OnceLock::new();
+fn sweeper() -> &'static mpsc::Sender<(Held, Arc<Zygote>)> {
+    static SWEEPER: OnceLock<mpsc::Sender<(Held, Arc<Zygote>)>> = OnceLock::new();
     SWEEPER.get_or_init(|| {
-        let (sender, receiver) = mpsc::channel::<Held>();
+        let (sender, receiver) = mpsc::channel::<(Held, Arc<Zygote>)>();
         std::thread::Builder::new()
             .name("rlmd-repl-sweeper".into())
             .spawn(move || {
-                for held in receiver {
+                for (held, zygote) in receiver {
                     let uid = held.uid;
-                    let swept = sweep(uid)
+                    let swept = sweep(uid, &zygote)
                         .and_then(|clean| clean.then(|| mark(&held.lock, b"c")).transpose());
                     match swept {
                         // Clean: kept, still locked, for this server's next REPL.
@@ -146,73 +149,14 @@ fn sweeper() -> &'static mpsc::Sender<Held> {
 }
 
 /// Kills every process of `uid`. True when none is left alive.
-pub fn sweep(uid: u32) -> io::Result<bool> {
+pub fn sweep(uid: u32, zygote: &Zygote) -> io::Result<bool> {
     // SAFETY: getuid cannot fail.
     if uid == 0 || uid == unsafe { libc::getuid() } {
         return Err(io::Error::other(format!(
             "user {uid} is root or the server's own: it is never swept"
         )));
     }
-    for round in 0..5u64 {
-        kill_all_as(uid)?;
-        // Killed processes are gone once the kernel has torn them down; zombies wait for
-        // their parent (the server, or init) and can do nothing.
-        std::thread::sleep(Duration::from_millis(2 << round));
-        if procfs::processes()
-            .filter(|p| p.uid == uid && !p.zombie)
-            .count()
-            == 0
-        {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Sends SIGKILL to every process of `uid` from a process of that user: kill(-1) then
-/// reaches exactly that user's processes (a fork racing with it is stopped by the kernel).
-fn kill_all_as(uid: u32) -> io::Result<()> {
-    // SAFETY: the child of this fork only makes async-signal-safe system calls
-    // (setgid, setuid, capset, kill, _exit), as required after fork in a threaded process.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: see above.
-        unsafe {
-            // Without its capabilities (a server that is not root keeps CAP_KILL across
-            // setuid), kill(-1) would reach every process of the host.
-            if libc::setgid(uid) != 0
-                || libc::setuid(uid) != 0
-                || sandbox::clear_capabilities().is_err()
-                || libc::geteuid() != uid
-            {
-                libc::_exit(3);
-            }
-            libc::kill(-1, libc::SIGKILL);
-            libc::_exit(0);
-        }
-    }
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for the child forked above.
-        let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if waited == pid {
-            break;
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
-        }
-    }
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "could not become user {uid} to stop its processes"
-        )))
-    }
+    zygote.sweep(uid)
 }
 
 /// Whether this process may give each REPL its own user id (root, or CAP_SETUID and
@@ -232,43 +176,4 @@ pub fn can_switch_users() -> bool {
         .unwrap_or(0);
     let needed = (1u64 << CAP_SETGID) | (1u64 << CAP_SETUID);
     effective & needed == needed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::process::{Command, Stdio};
-
-    fn sleeper(uid: u32) -> std::process::Child {
-        use std::os::unix::process::CommandExt;
-        Command::new("sleep")
-            .arg("30")
-            .uid(uid)
-            .gid(uid)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("sleep starts")
-    }
-
-    #[test]
-    fn a_sweep_kills_every_process_of_its_user_and_nothing_else() {
-        if !can_switch_users() {
-            eprintln!("skipped: switching users needs root or CAP_SETUID");
-            return;
-        }
-        let (mut target, mut bystander) = (sleeper(60_990), sleeper(60_991));
-
-        assert!(sweep(60_990).unwrap());
-
-        assert!(
-            target.wait().unwrap().code().is_none(),
-            "killed by a signal"
-        );
-        assert!(
-            bystander.try_wait().unwrap().is_none(),
-            "another user's process lives"
-        );
-        bystander.kill().unwrap();
-        bystander.wait().unwrap();
-    }
 }

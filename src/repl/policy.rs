@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{json, Value};
 
-use super::seccomp::{self, Filters};
+use super::seccomp;
 use super::{identity, landlock};
 use crate::config::{SandboxConfig, SandboxMode};
 
@@ -26,14 +26,12 @@ pub struct Features {
 pub struct Sandbox {
     pub config: SandboxConfig,
     pub features: Features,
-    /// The compiled seccomp filters, when the kernel has seccomp.
-    pub filters: Option<Arc<Filters>>,
     /// Why REPLs may not start, if they may not.
     refusal: RwLock<Option<String>>,
     /// What is missing, with the reason.
     missing: Vec<String>,
     /// Where REPLs are forked from.
-    pub zygote: super::forkserver::Zygote,
+    pub zygote: Arc<super::forkserver::Zygote>,
 }
 
 impl Sandbox {
@@ -44,17 +42,18 @@ impl Sandbox {
             missing
                 .push("landlock: this kernel has no Landlock (Linux 5.13+ with it enabled)".into());
         }
-        let filters = if seccomp::available() {
+        // The zygote builds and installs the filters; here they are only proved to build.
+        let seccomp = if seccomp::available() {
             match seccomp::filters() {
-                Ok(filters) => Some(Arc::new(filters)),
+                Ok(_) => true,
                 Err(error) => {
                     missing.push(format!("seccomp: {error}"));
-                    None
+                    false
                 }
             }
         } else {
             missing.push("seccomp: this kernel cannot filter system calls".into());
-            None
+            false
         };
         let separate_users = match users_unavailable(&config) {
             None => true,
@@ -72,13 +71,12 @@ impl Sandbox {
         Self {
             features: Features {
                 landlock_abi,
-                seccomp: filters.is_some(),
+                seccomp,
                 separate_users,
             },
-            filters,
             refusal: RwLock::new(refusal),
             missing,
-            zygote: super::forkserver::Zygote::new(config.program.clone()),
+            zygote: Arc::new(super::forkserver::Zygote::new(config.program.clone())),
             config,
         }
     }

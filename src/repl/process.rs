@@ -89,7 +89,10 @@ impl ReplProcess {
         }
         let config = &sandbox.config;
         let uid = match sandbox.features.separate_users {
-            true => Some(ReplUid::acquire(config).map_err(|e| ReplError::Spawn(e.to_string()))?),
+            true => Some(
+                ReplUid::acquire(config, &sandbox.zygote)
+                    .map_err(|e| ReplError::Spawn(e.to_string()))?,
+            ),
             false => None,
         };
         sandbox::prepare_workdir(workdir, uid.as_ref().map(ReplUid::uid))
@@ -115,6 +118,7 @@ impl ReplProcess {
                 config.max_files,
                 // The run's directory: the scratch directory and the REPL's log.
                 workdir.parent().unwrap_or(workdir),
+                sandbox.zygote.clone(),
             )
         });
         tracing::debug!(uid = uid.as_ref().map(ReplUid::uid), "REPL child asked for");

@@ -1,12 +1,11 @@
 //! The few facts about processes the sandbox reads from /proc: each process's real user
-//! id, resident memory and whether it is a zombie. Read from /proc/<pid>/status, which a
+//! id and resident memory. Read from /proc/<pid>/status, which a
 //! process cannot hide from (unlike the owner of /proc/<pid>, which turns to root when a
 //! process makes itself non-dumpable).
 
 pub struct ProcessInfo {
     pub uid: u32,
     pub resident_bytes: u64,
-    pub zombie: bool,
 }
 
 /// Every process visible now (those that exit while being read are skipped).
@@ -29,7 +28,6 @@ pub fn processes() -> impl Iterator<Item = ProcessInfo> {
 fn parse_status(status: &str) -> Option<ProcessInfo> {
     let mut uid = None;
     let mut resident_kib = 0u64;
-    let mut zombie = false;
     for line in status.lines() {
         if let Some(ids) = line.strip_prefix("Uid:") {
             uid = ids.split_whitespace().next().and_then(|u| u.parse().ok());
@@ -39,14 +37,11 @@ fn parse_status(status: &str) -> Option<ProcessInfo> {
                 .next()
                 .and_then(|k| k.parse().ok())
                 .unwrap_or(0);
-        } else if let Some(state) = line.strip_prefix("State:") {
-            zombie = state.trim_start().starts_with('Z');
         }
     }
     Some(ProcessInfo {
         uid: uid?,
         resident_bytes: resident_kib * 1024,
-        zombie,
     })
 }
 
@@ -55,13 +50,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_status_file_gives_user_memory_and_state() {
+    fn a_status_file_gives_user_and_memory() {
         let status = "Name:\tpython\nState:\tZ (zombie)\nUid:\t61000\t61000\t61000\t61000\nVmRSS:\t  2048 kB\n";
         let info = parse_status(status).unwrap();
-        assert_eq!(
-            (info.uid, info.resident_bytes, info.zombie),
-            (61000, 2048 * 1024, true)
-        );
+        assert_eq!((info.uid, info.resident_bytes), (61000, 2048 * 1024));
     }
 
     #[test]

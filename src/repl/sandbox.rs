@@ -10,7 +10,8 @@
 //!   5. dies with the zygote, which dies with the server (PDEATHSIG), and drops every
 //!      capability;
 //!   6. enforces Landlock (files, and signals and abstract sockets where the kernel scopes
-//!      them) and then the seccomp filters (both need no_new_privs).
+//!      them), and checks that it is under the seccomp filters, which the zygote installed
+//!      on itself, once, for all its children (both need no_new_privs).
 //!
 //! Each step that the sandbox found available at start-up is applied or the REPL dies
 //! before it serves its pipe; nothing is skipped silently.
@@ -74,10 +75,7 @@ impl Confinement {
 
 /// Applies `confinement` to the calling process (a child fresh from the zygote, single-
 /// threaded). The error names the step that failed, and why.
-pub fn confine(
-    confinement: &Confinement,
-    filters: Option<&seccomp::Filters>,
-) -> Result<(), String> {
+pub fn confine(confinement: &Confinement) -> Result<(), String> {
     let c = confinement;
     step("process group", own_group_and_signals())?;
     step("scratch directory", std::env::set_current_dir(&c.workdir))?;
@@ -104,9 +102,9 @@ pub fn confine(
     if let Some(ruleset) = ruleset.take() {
         step("landlock", landlock::enforce(ruleset))?;
     }
-    if c.seccomp {
-        let filters = filters.ok_or("seccomp: the zygote could not build the filters")?;
-        step("seccomp", seccomp::install(filters))?;
+    // Inherited from the zygote, which installed the filters once for all its children.
+    if c.seccomp && !seccomp::filtered() {
+        return Err("seccomp: the zygote could not install the filters".into());
     }
     Ok(())
 }

@@ -10,7 +10,8 @@
 //! - any call of a foreign ABI (the filter checks the architecture), and on x86_64 the x32
 //!   flavour of each refused call, which carries another number.
 //!
-//! The filters are compiled once by the server; a child only installs them.
+//! The zygote compiles and installs the filters on itself, once; every REPL it forks
+//! inherits them (a filter cannot be removed).
 
 use std::collections::BTreeMap;
 
@@ -157,8 +158,13 @@ pub fn available() -> bool {
     unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 }
 }
 
-/// Installs both filters on the calling process (and what it execs). Runs between fork
-/// and exec: two system calls each, no allocation.
+/// Whether the calling process is under a seccomp filter.
+pub fn filtered() -> bool {
+    // SAFETY: PR_GET_SECCOMP takes no pointer.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) == 2 }
+}
+
+/// Installs both filters on the calling process (and its children, and what it execs).
 pub fn install(filters: &Filters) -> std::io::Result<()> {
     for program in [&filters.main, &filters.clone3] {
         seccompiler::apply_filter(program)

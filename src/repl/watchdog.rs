@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::forkserver::Zygote;
 use super::{identity, procfs};
 
 const MEMORY_EVERY: Duration = Duration::from_millis(200);
@@ -26,6 +27,8 @@ struct Watched {
     max_files: u64,
     scratch: PathBuf,
     verdict: Verdict,
+    /// Stops the REPL's processes (from a process of its user).
+    zygote: Arc<Zygote>,
 }
 
 #[derive(Default)]
@@ -47,6 +50,7 @@ impl Watch {
         disk_bytes: u64,
         max_files: u64,
         scratch: &Path,
+        zygote: Arc<Zygote>,
     ) -> Self {
         let verdict = Verdict::default();
         let registry = registry();
@@ -56,6 +60,7 @@ impl Watch {
             max_files,
             scratch: scratch.to_path_buf(),
             verdict: verdict.clone(),
+            zygote,
         };
         lock(&registry.repls).insert(uid, watched);
         registry.wake.notify_one();
@@ -123,11 +128,11 @@ fn watch_forever(registry: &Registry) {
             };
             if let Some(verdict) = verdict {
                 *lock(&watched.verdict) = Some(verdict);
-                over.push(*uid);
+                over.push((*uid, watched.zygote.clone()));
             }
         }
-        for uid in over {
-            if let Err(error) = identity::sweep(uid) {
+        for (uid, zygote) in over {
+            if let Err(error) = identity::sweep(uid, &zygote) {
                 tracing::error!(uid, %error, "could not stop a REPL over its bounds");
             }
         }

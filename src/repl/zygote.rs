@@ -31,6 +31,9 @@ pub enum Request {
     },
     /// Kill the child's process group (if it has not been reaped yet).
     Kill { id: u64 },
+    /// Kill every process of `uid` (from a process of that user, so that `kill(-1)`
+    /// reaches exactly them).
+    Sweep { id: u64, uid: u32 },
 }
 
 /// What the zygote tells the server.
@@ -51,6 +54,11 @@ pub enum Notice {
         id: u64,
         status: i32,
     },
+    /// A sweep was made: `clean` says whether no process of the user is left.
+    Swept {
+        id: u64,
+        clean: Result<bool, String>,
+    },
 }
 
 const CONTROL: RawFd = 0;
@@ -59,8 +67,13 @@ const CONTROL: RawFd = 0;
 pub fn run() -> i32 {
     // Its memory holds nothing secret, but a REPL of the same user (no separate users)
     // must not be able to trace the process every REPL comes from.
+    // Orphans of REPLs (daemons whose parent died) are reparented to the zygote, which
+    // reaps them: no zombie is left to a pid 1 that may never reap.
     // SAFETY: prctl with constant arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
     let children_ended = match block_sigchld() {
         Ok(fd) => fd,
         Err(e) => {
@@ -68,13 +81,21 @@ pub fn run() -> i32 {
             return 2;
         }
     };
-    // Built once; a child that must install them and finds none dies (fail closed).
-    let filters = seccomp::available()
-        .then(seccomp::filters)
-        .and_then(Result::ok);
     pyo3::prepare_freethreaded_python();
     let outcome = Python::with_gil(|py| -> PyResult<()> {
         let prelude = child::load_prelude(py)?;
+        // What the zygote built is never collected: a child's collections leave those
+        // pages alone, so fewer of them are copied on write.
+        py.import("gc")?.call_method0("freeze")?;
+        // The seccomp filters are installed here, once, and every REPL inherits them
+        // (installing them per child costs a compilation each). A child that must be
+        // filtered and is not dies (fail closed): see `sandbox::confine`.
+        if seccomp::available() {
+            match seccomp::filters().and_then(|f| seccomp::install(&f).map_err(|e| e.to_string())) {
+                Ok(()) => {}
+                Err(e) => eprintln!("rlmd zygote: no seccomp filter: {e}"),
+            }
+        }
         let mut zygote = Zygote {
             live: HashMap::new(),
         };
@@ -95,9 +116,13 @@ pub fn run() -> i32 {
                 }
                 match serde_json::from_slice::<Request>(&buffer[..n]) {
                     Ok(Request::Spawn { id, confinement }) => {
-                        zygote.spawn(py, &prelude, id, &confinement, fds, filters.as_ref())
+                        zygote.spawn(py, &prelude, id, &confinement, fds)
                     }
                     Ok(Request::Kill { id }) => zygote.kill(id),
+                    Ok(Request::Sweep { id, uid }) => {
+                        let clean = zygote.sweep(uid);
+                        notify(&Notice::Swept { id, clean });
+                    }
                     Err(e) => eprintln!("rlmd zygote: a request it cannot read: {e}"),
                 }
             }
@@ -125,7 +150,6 @@ impl Zygote {
         id: u64,
         confinement: &sandbox::Confinement,
         fds: Vec<OwnedFd>,
-        filters: Option<&seccomp::Filters>,
     ) {
         let [stdin, stdout, stderr]: [OwnedFd; 3] = match fds.try_into() {
             Ok(fds) => fds,
@@ -148,7 +172,7 @@ impl Zygote {
         };
         if pid == 0 {
             let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
-            let code = become_repl(py, prelude, fds, confinement, filters);
+            let code = become_repl(py, prelude, fds, confinement);
             // SAFETY: ends the child without running the zygote's exit handlers.
             unsafe { libc::_exit(code) };
         }
@@ -177,6 +201,47 @@ impl Zygote {
         }
     }
 
+    /// Kills every process of `uid`; whether none is left. A child becomes that user and
+    /// sends SIGKILL to all it may signal, which is exactly that user's processes (a fork
+    /// racing with it is stopped by the kernel), and then checks that it is alone: with a
+    /// limit of two processes for its user, its own fork succeeds only if no other process
+    /// (not even a zombie) of the user is left. Forked from the zygote, which is small,
+    /// rather than from the server, whose every page a fork would make copy-on-write. While
+    /// it waits, the zygote reaps whatever else ends (the REPL's own zombies included).
+    fn sweep(&mut self, uid: u32) -> Result<bool, String> {
+        // SAFETY: the child only makes system calls and exits.
+        let killer = unsafe { libc::fork() };
+        if killer < 0 {
+            return Err(io::Error::last_os_error().to_string());
+        }
+        if killer == 0 {
+            // SAFETY: see above.
+            unsafe { libc::_exit(kill_all_as(uid)) };
+        }
+        loop {
+            let mut status = 0;
+            // SAFETY: waitpid with a valid pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+            if pid == killer {
+                return match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+                    (true, 0) => Ok(true),
+                    (true, 1) => Ok(false),
+                    _ => Err(format!("could not become user {uid} to stop its processes")),
+                };
+            }
+            if pid > 0 {
+                if let Some(id) = self.live.remove(&pid) {
+                    notify(&Notice::Exited { id, status });
+                }
+                continue;
+            }
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::Interrupted {
+                return Err(error.to_string());
+            }
+        }
+    }
+
     /// Reaps every child that ended and reports it.
     fn reap(&mut self) {
         loop {
@@ -199,7 +264,6 @@ fn become_repl(
     prelude: &Bound<'_, pyo3::types::PyModule>,
     [stdin, stdout, stderr]: [RawFd; 3],
     confinement: &sandbox::Confinement,
-    filters: Option<&seccomp::Filters>,
 ) -> i32 {
     // SAFETY: dup2 and close_range on descriptors this process owns; afterwards it holds
     // its pipe and its log and nothing of the zygote's (the control socket included).
@@ -212,11 +276,50 @@ fn become_repl(
     if !taken {
         return 120;
     }
-    if let Err(step) = sandbox::confine(confinement, filters) {
+    if let Err(step) = sandbox::confine(confinement) {
         sandbox::report_failed_step(&step);
         return 121;
     }
     child::serve_forked(py, prelude, &PathBuf::from(&confinement.workdir))
+}
+
+/// In the sweep's child: becomes `uid` and kills its processes until none is left. The
+/// exit code: 0 when clean, 1 when some survive, 3 when it could not become the user.
+fn kill_all_as(uid: u32) -> i32 {
+    // SAFETY: system calls on the calling process and its own fork only.
+    unsafe {
+        // Without its capabilities (a zygote that is not root keeps CAP_KILL across
+        // setuid), kill(-1) would reach every process of the host, and the process limit
+        // would not hold for it.
+        let alone_limit = libc::rlimit {
+            rlim_cur: 2,
+            rlim_max: 2,
+        };
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(uid, uid, uid) != 0
+            || libc::setresuid(uid, uid, uid) != 0
+            || sandbox::clear_capabilities().is_err()
+            || libc::geteuid() != uid
+            || libc::setrlimit(libc::RLIMIT_NPROC, &alone_limit) != 0
+        {
+            return 3;
+        }
+        for round in 0..6 {
+            libc::kill(-1, libc::SIGKILL);
+            let probe = libc::fork();
+            if probe == 0 {
+                libc::_exit(0);
+            }
+            if probe > 0 {
+                libc::waitpid(probe, std::ptr::null_mut(), 0);
+                return 0;
+            }
+            // Killed processes are gone once the kernel has torn them down and their
+            // parent (or the zygote, for orphans) has reaped them.
+            std::thread::sleep(std::time::Duration::from_millis(1 << round));
+        }
+        1
+    }
 }
 
 fn notify(notice: &Notice) {
