@@ -132,16 +132,27 @@ async fn a_repl_that_dies_and_cannot_restart_fails_the_run_without_another_call(
     let links = tempdir_for_repls();
     let program = links.path().join("rlmd");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rlmd"), &program).unwrap();
-    let model = FakeModel::start(vec![code("import time\ntime.sleep(30)")], |_| {
-        text("unused")
-    })
+    let model = FakeModel::start(
+        vec![code(
+            "import time\nopen('block-running', 'w').close()\ntime.sleep(30)",
+        )],
+        |_| text("unused"),
+    )
     .await;
     let app = spawn_app_with(&model, &[("RLM_REPL_PROGRAM", program.to_str().unwrap())]).await;
 
     let id = app.submit_ok(&task("Crash.", json!(""))).await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while processes_in(&app.scratch) == 0 {
-        assert!(Instant::now() < deadline, "the REPL never started");
+    // The block runs (so the REPL is up and loaded) when its file appears.
+    let running = || {
+        std::fs::read_dir(&app.scratch)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|run| run.path().join("work/block-running").exists())
+    };
+    while !running() {
+        assert!(Instant::now() < deadline, "the block never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     std::fs::remove_file(&program).unwrap();

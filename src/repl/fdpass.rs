@@ -1,5 +1,5 @@
 //! One packet, with file descriptors alongside (SCM_RIGHTS), over the Unix socket between
-//! the server and the zygote.
+//! the server and the zygote; and the pipes those descriptors are.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -91,5 +91,17 @@ pub fn receive(socket: RawFd, buffer: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::
             ));
         }
         Ok(n)
+    }
+}
+
+/// A pipe, close-on-exec at both ends: (read end, write end).
+pub fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array, which are then owned.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
     }
 }

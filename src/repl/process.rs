@@ -2,13 +2,13 @@
 //! the model calls they make), and kill it on timeout, cancel or drop.
 
 use std::future::Future;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tokio::io::BufReader;
 use tokio::net::unix::pipe;
 
+use super::fdpass;
 use super::forkserver::{Exit, Forked};
 use super::identity::ReplUid;
 use super::protocol::{
@@ -100,8 +100,8 @@ impl ReplProcess {
         let log = std::fs::File::create(stderr_log)
             .map_err(|e| ReplError::Spawn(format!("REPL log: {e}")))?;
         let spawn_error = |e: std::io::Error| ReplError::Spawn(e.to_string());
-        let (child_stdin, to_child) = pipe_pair().map_err(spawn_error)?;
-        let (from_child, child_stdout) = pipe_pair().map_err(spawn_error)?;
+        let (child_stdin, to_child) = fdpass::pipe_pair().map_err(spawn_error)?;
+        let (from_child, child_stdout) = fdpass::pipe_pair().map_err(spawn_error)?;
         let confinement = sandbox::Confinement::of(sandbox, uid.as_ref(), workdir);
         let forked = sandbox
             .zygote
@@ -361,18 +361,6 @@ impl ReplProcess {
         } else {
             ReplError::Crashed(format!("{status}: {}", tail.join(" | ")))
         }
-    }
-}
-
-/// A pipe, close-on-exec at both ends: (read end, write end).
-fn pipe_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array, which are then owned.
-    unsafe {
-        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
     }
 }
 
