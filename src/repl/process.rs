@@ -73,6 +73,8 @@ pub struct ReplProcess {
     stderr_log: PathBuf,
     limits: bounds::Bounds,
     initialized: bool,
+    /// The child said it was ready: from then on its log is written by model code too.
+    ready: bool,
     dead: bool,
     /// Watches the memory and disk of the REPL's processes; dropped before `uid`.
     watch: Option<Watch>,
@@ -129,6 +131,7 @@ impl ReplProcess {
             stderr_log: stderr_log.to_path_buf(),
             limits: bounds::Bounds::from_config(config),
             initialized: false,
+            ready: false,
             dead: false,
             watch,
             uid,
@@ -159,7 +162,10 @@ impl ReplProcess {
     async fn load(&mut self, context: &str, tools: &[ToolSource]) -> Result<(), ReplError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         match self.receive_until(deadline).await? {
-            FromChild::Ready { python } => tracing::debug!(%python, "REPL ready"),
+            FromChild::Ready { python } => {
+                self.ready = true;
+                tracing::debug!(%python, "REPL ready")
+            }
             other => return Err(unexpected("ready", &other)),
         }
         self.send(&ToChild::Init {
