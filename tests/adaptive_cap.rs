@@ -109,17 +109,7 @@ async fn a_provider_that_keeps_up_gets_the_whole_cap() {
     assert_eq!(model.refused(), 0);
     // Slow start: from 32, the cap doubled to its maximum as calls came back.
     assert_eq!(openai_cap(&app).await["concurrency_limit"], 64);
-    let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
-    for request in model.sub_requests() {
-        edges.push((request.received_at, 1));
-        edges.push((request.responded_at.unwrap(), -1));
-    }
-    edges.sort();
-    let (mut now, mut peak) = (0, 0);
-    for (_, step) in edges {
-        now += step;
-        peak = peak.max(now);
-    }
+    let peak = common::fake_model::peak_in_flight(&model.sub_requests());
     assert!(peak > 32 && peak <= 64, "peak {peak} calls at once");
 }
 

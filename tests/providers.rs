@@ -473,17 +473,7 @@ async fn the_provider_cap_holds_for_all_calls_and_waiting_is_visible() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["answer"], "r0,r1,r2,r3,r4,r5");
     // The most calls the provider ever had at once.
-    let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
-    for request in model.requests() {
-        edges.push((request.received_at, 1));
-        edges.push((request.responded_at.unwrap(), -1));
-    }
-    edges.sort();
-    let (mut now, mut peak) = (0, 0);
-    for (_, step) in edges {
-        now += step;
-        peak = peak.max(now);
-    }
+    let peak = common::fake_model::peak_in_flight(&model.requests());
     assert_eq!(peak, 2);
     let events = app.events(&id, None).await;
     let waits = events

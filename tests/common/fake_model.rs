@@ -277,6 +277,22 @@ async fn complete(
     .into_response()
 }
 
+/// The most of `requests` that were being answered at once.
+pub fn peak_in_flight(requests: &[SeenRequest]) -> i32 {
+    let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
+    for request in requests {
+        edges.push((request.received_at, 1));
+        edges.push((request.responded_at.expect("answered"), -1));
+    }
+    edges.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        peak = peak.max(now);
+    }
+    peak
+}
+
 /// Counts a request in flight until dropped; `.0` is the count with it.
 struct InFlight<'a>(usize, &'a AtomicUsize);
 
