@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::binary::Server;
 use common::{code, text, FakeModel, Reply};
 use futures_util::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 
 fn two_turns(request: &common::fake_model::SeenRequest, _: usize) -> Reply {
     match (request.is_root(), request.turn()) {
@@ -72,15 +72,10 @@ fn ticks_per_second() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
-async fn count(client: &reqwest::Client, server: &Server, status: &str) -> usize {
-    let page: Value = client
-        .get(format!("{}/v1/runs?status={status}&limit=100", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn count(server: &Server, status: &str) -> usize {
+    let page = server
+        .get(&format!("/v1/runs?status={status}&limit=100"))
+        .await;
     page["runs"].as_array().map_or(0, Vec::len)
 }
 
@@ -113,7 +108,7 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
     for n in 0..8 {
         submit(n).await;
     }
-    while count(&client, &server, "queued").await + count(&client, &server, "running").await > 0 {
+    while count(&server, "queued").await + count(&server, "running").await > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -127,8 +122,7 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
         .await;
     let submitted = started.elapsed();
     loop {
-        let left =
-            count(&client, &server, "queued").await + count(&client, &server, "running").await;
+        let left = count(&server, "queued").await + count(&server, "running").await;
         if left == 0 {
             break;
         }
@@ -136,15 +130,8 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
     }
     let wall = started.elapsed();
     let cpu = (tree_cpu_ticks(pid) - cpu_before) as f64 / ticks_per_second();
-    let failed = count(&client, &server, "failed").await;
-    let last: Value = client
-        .get(format!("{}/v1/runs?limit=1", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let failed = count(&server, "failed").await;
+    let last = server.get("/v1/runs?limit=1").await;
     let last = &last["runs"][0];
     assert_eq!(
         (last["status"].as_str(), last["iterations"].as_i64()),
