@@ -158,7 +158,7 @@ impl SubmitRun {
         // A batch may fill its sub-provider's cap unless told otherwise.
         let sub_cap = providers
             .get(sub_provider.as_deref().unwrap_or(&provider))
-            .map_or(MAX_CONCURRENT_SUBCALLS, |h| h.max_concurrency);
+            .map_or(MAX_CONCURRENT_SUBCALLS, |h| h.limiter.state().max);
         let limits = resolve_limits(self.limits.unwrap_or_default(), defaults, sub_cap)?;
         let sampling = self.sampling.unwrap_or_default();
         sampling.check("sampling").map_err(ApiError::invalid)?;

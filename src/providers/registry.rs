@@ -16,10 +16,9 @@ pub struct ProviderHandle {
     pub name: String,
     pub client: Arc<dyn ChatModel>,
     pub default_model: String,
-    /// Model calls in flight to this provider, across all runs, under an adaptive cap.
+    /// Model calls in flight to this provider, across all runs, under an adaptive cap (its
+    /// state holds the configured maximum).
     pub limiter: Arc<Limiter>,
-    /// The cap's configured maximum.
-    pub max_concurrency: usize,
 }
 
 /// What `/v1/providers` says of a provider, configured or not (never its key).
@@ -205,7 +204,6 @@ impl Providers {
             name: name.to_string(),
             client,
             default_model: default_model.to_string(),
-            max_concurrency: limiter.state().max,
             limiter,
         };
         self.handles.insert(name.to_string(), Arc::new(handle));
@@ -250,14 +248,16 @@ impl Providers {
                         "context_window": price.context_window}))
                     .collect();
                 models.sort_by(|a, b| a["model"].as_str().cmp(&b["model"].as_str()));
+                // One snapshot, so the three figures agree.
+                let cap = handle.map(|h| h.limiter.state());
                 json!({
                     "name": name,
                     "configured": handle.is_some(),
                     "default_model": info.map(|i| i.default_model.clone()),
                     "base_url": info.and_then(|i| i.base_url.clone()),
-                    "max_concurrency": handle.map(|h| h.max_concurrency),
-                    "concurrency_limit": handle.map(|h| h.limiter.state().limit),
-                    "in_flight": handle.map(|h| h.limiter.state().in_flight),
+                    "max_concurrency": cap.map(|c| c.max),
+                    "concurrency_limit": cap.map(|c| c.limit),
+                    "in_flight": cap.map(|c| c.in_flight),
                     "models": models,
                 })
             })
