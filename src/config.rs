@@ -92,6 +92,19 @@ pub struct Config {
     pub providers_endpoints: ProviderEndpoints,
     pub sandbox: SandboxConfig,
     pub auth: AuthConfig,
+    pub contexts: ContextsConfig,
+}
+
+/// Where contexts are cached on this node, and how large an upload may be.
+#[derive(Debug, Clone)]
+pub struct ContextsConfig {
+    /// `RLM_CONTEXT_CACHE_DIR`: this node's copies of large contexts (the database has
+    /// them all; the cache can be lost).
+    pub cache_dir: PathBuf,
+    /// `RLM_CONTEXT_CACHE_MB`: beyond this, the least recently used copies are removed.
+    pub cache_bytes: u64,
+    /// `RLM_MAX_CONTEXT_BYTES`: the largest `POST /v1/contexts`.
+    pub max_upload_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +166,14 @@ impl Config {
             providers_endpoints: ProviderEndpoints::from_vars(&env)?,
             sandbox: SandboxConfig::from_vars(&env)?,
             auth: AuthConfig::from_vars(&env)?,
+            contexts: ContextsConfig {
+                cache_dir: env
+                    .get("RLM_CONTEXT_CACHE_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| std::env::temp_dir().join("rlmd-contexts")),
+                cache_bytes: env.parse::<u64>("RLM_CONTEXT_CACHE_MB", 20_480)? << 20,
+                max_upload_bytes: env.parse("RLM_MAX_CONTEXT_BYTES", 4u64 << 30)?,
+            },
         })
     }
 }

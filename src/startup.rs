@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState, Auth};
 use crate::config::{AuthMode, Config, SandboxMode};
+use crate::contexts::ContextCache;
 use crate::engine::{Engine, SessionRepls};
 use crate::events::EventBus;
 use crate::providers::{PriceError, PriceTable, Providers};
@@ -30,7 +31,7 @@ pub enum StartupError {
         address: String,
         source: std::io::Error,
     },
-    #[error("could not create the scratch directory {path}: {source}")]
+    #[error("could not create the directory {path}: {source}")]
     Scratch {
         path: String,
         source: std::io::Error,
@@ -63,6 +64,15 @@ impl Application {
         let scratch = &config.sandbox.scratch_root;
         std::fs::create_dir_all(scratch).map_err(|source| StartupError::Scratch {
             path: scratch.display().to_string(),
+            source,
+        })?;
+        let contexts = ContextCache::new(
+            store.clone(),
+            config.contexts.cache_dir.clone(),
+            config.contexts.cache_bytes,
+        )
+        .map_err(|source| StartupError::Scratch {
+            path: config.contexts.cache_dir.display().to_string(),
             source,
         })?;
         match crate::engine::sweep_scratch(&store, scratch).await {
@@ -111,6 +121,7 @@ impl Application {
             sandbox: repl_sandbox,
             default_context_window: config.default_context_window,
             sessions: sessions.clone(),
+            contexts: contexts.clone(),
         };
         let pool = WorkerPool::new(
             engine,
@@ -137,6 +148,8 @@ impl Application {
             session_idle_timeout: config.session_idle_timeout,
             sandbox: Arc::new(sandbox),
             auth: Arc::new(auth),
+            contexts,
+            max_context_bytes: config.contexts.max_upload_bytes,
         };
         Ok(Self {
             listener,

@@ -47,6 +47,8 @@ struct NewComparison {
     prompt: String,
     /// Any JSON, as in a run.
     context: Option<Value>,
+    /// Instead of `context`: an uploaded context's id, as in a run.
+    context_id: Option<String>,
 }
 
 /// `{"targets": [{"provider", "model"?}, …], …}` where the rest is a run body (`prompt`,
@@ -83,7 +85,7 @@ async fn create(
         }
     }
     // Every target is checked before any run is stored.
-    let mut runs = Vec::with_capacity(targets.len());
+    let mut runs: Vec<crate::store::NewRun> = Vec::with_capacity(targets.len());
     for (index, target) in targets.iter().enumerate() {
         let mut run_body = body.clone();
         run_body.insert("provider".into(), json!(target.provider));
@@ -92,12 +94,16 @@ async fn create(
         }
         let submit: SubmitRun = serde_json::from_value(Value::Object(run_body))
             .map_err(|e| ApiError::invalid(e.to_string()))?;
-        let mut new_run = submit
+        let (mut new_run, context) = submit
             .into_new_run(&state.defaults, &state.providers)
             .map_err(|e| e.in_target(index))?;
-        if index == 0 {
-            // Targets differ only in provider and model: tools and context are checked once.
-            new_run = preflight::check(new_run).await?;
+        // Targets differ only in provider and model: tools and context are checked once.
+        match runs.first() {
+            None => {
+                new_run = preflight::check(new_run).await?;
+                new_run.context = context.resolve(&state, caller.owner()).await?;
+            }
+            Some(first) => new_run.context = first.context.clone(),
         }
         runs.push(new_run);
     }

@@ -27,7 +27,9 @@ pub async fn refuse_announced(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    if announced.is_some_and(|length| length > max_body_bytes as u64) {
+    // An upload of a context streams to disk under its own limit (RLM_MAX_CONTEXT_BYTES).
+    let streamed = request.method() == Method::POST && request.uri().path() == "/v1/contexts";
+    if !streamed && announced.is_some_and(|length| length > max_body_bytes as u64) {
         return too_large().into_response();
     }
     next.run(request).await

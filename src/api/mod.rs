@@ -3,6 +3,7 @@
 mod auth;
 mod comparisons;
 mod console;
+mod contexts;
 mod error;
 mod export;
 mod guards;
@@ -38,6 +39,7 @@ pub use runs::run_detail;
 use std::time::Duration;
 
 use crate::config::RunDefaults;
+use crate::contexts::ContextCache;
 use crate::engine::SessionRepls;
 use crate::events::EventBus;
 use crate::providers::{PriceTable, Providers};
@@ -60,6 +62,10 @@ pub struct AppState {
     /// What the start-up probe found the REPL sandbox enforces (or why it failed).
     pub sandbox: Arc<Result<serde_json::Value, String>>,
     pub auth: Arc<Auth>,
+    /// Stored contexts, and this node's copies of them.
+    pub contexts: ContextCache,
+    /// The largest context upload (`RLM_MAX_CONTEXT_BYTES`).
+    pub max_context_bytes: u64,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -> Router {
@@ -71,6 +77,7 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
         .merge(sessions::router())
         .merge(providers::router())
         .merge(comparisons::router())
+        .merge(contexts::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(openai::router())

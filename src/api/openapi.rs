@@ -28,6 +28,7 @@ static DOCUMENT: OnceLock<String> = OnceLock::new();
     tags(
         (name = "runs", description = "Submit, read, follow, cancel and export runs"),
         (name = "sessions", description = "Runs that share one REPL, turn after turn"),
+        (name = "contexts", description = "Large contexts, uploaded once and named by id"),
         (name = "comparisons", description = "One task on several providers or models"),
         (name = "openai", description = "OpenAI-compatible chat completions"),
         (name = "operations", description = "Providers, health, metrics, this document"),

@@ -1,6 +1,6 @@
 //! What can be known at submit about whether the REPL will take a run, checked before
-//! anything is stored or any model is paid: every tool compiles, and the context is one
-//! that Python's `json.loads` can rebuild.
+//! anything is stored or any model is paid: every tool compiles. (Whether the REPL can
+//! load the context is the context scan's to say: see `contexts::scan`.)
 
 use pyo3::exceptions::PySyntaxError;
 use pyo3::prelude::*;
@@ -10,28 +10,16 @@ use super::error::ApiError;
 use crate::domain::Tool;
 use crate::store::NewRun;
 
-/// Deepest nesting of lists and objects accepted in a context. The REPL (Python 3.11,
-/// recursion limit 1000) rebuilds it with `json.loads`, whose C decoder spends one level of
-/// the limit per nested container: it fails at about 990 levels (measured: 990 loads, 995
-/// raises RecursionError). Code that walks the context recursively fails sooner:
-/// `copy.deepcopy`, two frames a level, at about 495 (490 copies, 500 raises). 400 leaves
-/// room for either and the frames around it.
-pub const MAX_CONTEXT_DEPTH: usize = 400;
-
-/// Python 3.11 refuses to read an int of more than 4300 decimal digits
-/// (`sys.int_info.default_max_str_digits`), so `json.loads` fails on one; floats of any
-/// length, and huge numbers in range, are fine.
-pub const MAX_INT_DIGITS: usize = 4300;
-
 /// Bytes of tool source compiled per list: compiling costs CPU on every submit.
 pub const MAX_TOOLS_SOURCE_BYTES: usize = 1_000_000;
 
-/// Checks the run's tools and context off the async runtime (a context may be tens of
-/// megabytes, and compiling holds Python's lock). Gives the run back when it passes.
+/// Checks the run's tools off the async runtime (compiling holds Python's lock). Gives the
+/// run back when it passes.
 pub async fn check(new_run: NewRun) -> Result<NewRun, ApiError> {
+    if new_run.spec.tools.is_empty() && new_run.spec.sub_tools.as_ref().is_none_or(Vec::is_empty) {
+        return Ok(new_run);
+    }
     tokio::task::spawn_blocking(move || {
-        check_context(&new_run.context_json)
-            .map_err(|message| ApiError::bad_request("invalid_context", message))?;
         let spec = &new_run.spec;
         compile_tools(&spec.tools, "tools")?;
         if let Some(sub_tools) = &spec.sub_tools {
@@ -95,90 +83,9 @@ fn describe(py: Python<'_>, error: &PyErr) -> String {
     }
 }
 
-/// Finds what valid JSON (serde_json has read it already) Python cannot rebuild: nesting
-/// deeper than `MAX_CONTEXT_DEPTH`, or an integer longer than `MAX_INT_DIGITS` digits.
-fn check_context(json: &str) -> Result<(), String> {
-    let bytes = json.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        match byte {
-            b'"' => {
-                // Skip the string, escapes included.
-                i += 1;
-                while let Some(&b) = bytes.get(i) {
-                    match b {
-                        b'\\' => i += 2,
-                        b'"' => break,
-                        _ => i += 1,
-                    }
-                }
-            }
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_CONTEXT_DEPTH {
-                    return Err(format!(
-                        "`context` is nested more than {MAX_CONTEXT_DEPTH} levels deep; \
-                         the REPL cannot load it"
-                    ));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            b'-' | b'0'..=b'9' => {
-                let start = i + usize::from(byte == b'-');
-                let end = start
-                    + bytes[start..]
-                        .iter()
-                        .take_while(|b| b.is_ascii_digit())
-                        .count();
-                let is_int = !matches!(bytes.get(end), Some(b'.' | b'e' | b'E'));
-                if is_int && end - start > MAX_INT_DIGITS {
-                    return Err(format!(
-                        "`context` holds an integer of {} digits; Python reads at most \
-                         {MAX_INT_DIGITS} (send it as a string)",
-                        end - start
-                    ));
-                }
-                // The fraction or exponent, if any, is skipped as ordinary bytes.
-                i = end;
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn nested(levels: usize) -> String {
-        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
-    }
-
-    #[test]
-    fn nesting_is_bounded_outside_strings_only() {
-        assert!(check_context(&nested(MAX_CONTEXT_DEPTH)).is_ok());
-        assert!(check_context(&nested(MAX_CONTEXT_DEPTH + 1)).is_err());
-        let text = serde_json::to_string(&"[{".repeat(2000)).unwrap();
-        assert!(check_context(&text).is_ok());
-        let escaped = format!("[\"\\\"{}\"]", "[".repeat(1000));
-        assert!(check_context(&escaped).is_ok());
-    }
-
-    #[test]
-    fn long_integers_are_refused_and_long_floats_are_not() {
-        let digits = |n: usize| "7".repeat(n);
-        assert!(check_context(&format!("[{}]", digits(4300))).is_ok());
-        assert!(check_context(&format!("[-{}]", digits(4300))).is_ok());
-        assert!(check_context(&format!("[{}]", digits(4301))).is_err());
-        assert!(check_context(&format!("{{\"a\": -{}}}", digits(5000))).is_err());
-        assert!(check_context(&format!("[{}.5]", digits(5000))).is_ok());
-        assert!(check_context(&format!("[{}e3, 1]", digits(5000))).is_ok());
-        assert!(check_context(&format!("[\"{}\"]", digits(5000))).is_ok());
-    }
 
     #[test]
     fn tools_that_do_not_compile_are_named_with_their_line() {

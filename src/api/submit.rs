@@ -6,9 +6,10 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use crate::config::RunDefaults;
+use crate::contexts::ContextRef;
 use crate::domain::{Compaction, Limits, RunId, RunSpec, Sampling, Tool, Webhook};
 use crate::providers::{Providers, KNOWN_PROVIDERS};
-use crate::store::NewRun;
+use crate::store::{NewRun, RunContext};
 
 const MAX_ITERATIONS: u32 = 1_000;
 const MAX_DEPTH: u32 = 8;
@@ -23,6 +24,9 @@ pub struct SubmitRun {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     context: Option<Box<RawValue>>,
+    /// Instead of `context`: the id of a context uploaded with `POST /v1/contexts`.
+    #[serde(default)]
+    context_id: Option<String>,
     provider: Option<String>,
     model: Option<String>,
     sub_model: Option<String>,
@@ -102,37 +106,24 @@ impl SubmitRun {
         state: &super::AppState,
         owner: Option<crate::store::KeyId>,
     ) -> Result<NewRun, ApiError> {
-        let new_run = self.into_new_run(&state.defaults, &state.providers)?;
+        let (new_run, context) = self.into_new_run(&state.defaults, &state.providers)?;
         let mut new_run = super::preflight::check(new_run).await?;
+        new_run.context = context.resolve(state, owner).await?;
         new_run.owner = owner;
         Ok(new_run)
     }
 
-    /// Checks every field and fills the gaps from the server's defaults.
+    /// Checks every field and fills the gaps from the server's defaults. The context is
+    /// given back as asked for: it is resolved (scanned, or looked up) apart.
     pub fn into_new_run(
         self,
         defaults: &RunDefaults,
         providers: &Providers,
-    ) -> Result<NewRun, ApiError> {
+    ) -> Result<(NewRun, ContextRequest), ApiError> {
         if self.prompt.trim().is_empty() {
             return Err(ApiError::invalid("`prompt` must not be empty"));
         }
-        let context_json = match self.context {
-            None => "\"\"".to_string(),
-            Some(raw) => {
-                let first = raw.get().trim_start().as_bytes().first().copied();
-                match first {
-                    // Into a String without copying: contexts run to tens of megabytes.
-                    Some(b'"' | b'[' | b'{') => Box::<str>::from(raw).into_string(),
-                    Some(b'n') => "\"\"".to_string(),
-                    _ => {
-                        return Err(ApiError::invalid(
-                            "`context` must be a string, a list or an object",
-                        ))
-                    }
-                }
-            }
-        };
+        let context = ContextRequest::of(self.context, self.context_id)?;
         let provider =
             non_empty("provider", self.provider)?.unwrap_or_else(|| defaults.provider.clone());
         let default_model = check_provider(&provider, providers)?;
@@ -191,7 +182,7 @@ impl SubmitRun {
             }
         }
         let id = RunId::new();
-        Ok(NewRun {
+        let new_run = NewRun {
             id,
             root_id: id,
             parent_id: None,
@@ -214,10 +205,75 @@ impl SubmitRun {
                 metadata: self.metadata.unwrap_or_default(),
                 webhook: self.webhook,
             },
-            context_json,
+            context: RunContext::Empty,
             session_id: None,
             owner: None,
-        })
+        };
+        Ok((new_run, context))
+    }
+}
+
+/// The context a body asks for, before it is resolved.
+#[derive(Debug, Clone)]
+pub enum ContextRequest {
+    None,
+    /// JSON text from the body (a string, a list or an object).
+    Inline(String),
+    /// An upload's id, as given.
+    Id(String),
+}
+
+impl ContextRequest {
+    fn of(inline: Option<Box<RawValue>>, id: Option<String>) -> Result<Self, ApiError> {
+        let inline = inline.filter(|raw| raw.get().trim() != "null");
+        match (inline, id) {
+            (Some(_), Some(_)) => Err(ApiError::invalid(
+                "give `context` or `context_id`, not both",
+            )),
+            (None, Some(id)) => Ok(Self::Id(id)),
+            (None, None) => Ok(Self::None),
+            (Some(raw), None) => match raw.get().trim_start().as_bytes().first() {
+                // Into a String without copying: contexts run to tens of megabytes.
+                Some(b'"' | b'[' | b'{') => Ok(Self::Inline(Box::<str>::from(raw).into_string())),
+                _ => Err(ApiError::invalid(
+                    "`context` must be a string, a list or an object",
+                )),
+            },
+        }
+    }
+
+    /// What the run is given: an inline context checked and described (off the async
+    /// runtime: it may be tens of megabytes), or the upload `owner` has under that id.
+    pub async fn resolve(
+        self,
+        state: &super::AppState,
+        owner: Option<crate::store::KeyId>,
+    ) -> Result<RunContext, ApiError> {
+        match self {
+            Self::None => Ok(RunContext::Empty),
+            Self::Id(raw) => match super::contexts::find(state, owner, &raw).await {
+                Ok(entry) => Ok(RunContext::Stored(entry.reference())),
+                Err(ApiError::NotFound(_)) => Err(ApiError::bad_request(
+                    "unknown_context",
+                    format!("`context_id`: no context with id {raw:?} was uploaded with this key"),
+                )),
+                Err(other) => Err(other),
+            },
+            Self::Inline(json) => {
+                let cache = state.contexts.clone();
+                tokio::task::spawn_blocking(move || {
+                    let reference = ContextRef::of_json(&json)
+                        .map_err(|why| ApiError::bad_request("invalid_context", why))?;
+                    cache.put(&reference.id, json.as_bytes());
+                    Ok(RunContext::Inline {
+                        reference,
+                        json: json.into(),
+                    })
+                })
+                .await
+                .map_err(|e| ApiError::Internal(format!("the context check failed: {e}")))?
+            }
+        }
     }
 }
 

@@ -6,8 +6,9 @@ use serde_json::json;
 
 use super::replay::Tape;
 use super::{host, turn, write_through, Engine, Parent};
+use crate::contexts::ContextRef;
 use crate::domain::{RunError, RunId, RunStatus};
-use crate::store::{Finish, NewRun, RunRecord, StoreError};
+use crate::store::{Finish, NewRun, RunContext, RunRecord, StoreError};
 
 /// The code block a call or child comes from: iteration, and block within it.
 #[derive(Debug, Clone, Copy)]
@@ -91,12 +92,19 @@ impl Engine {
         from: CodeSite,
     ) -> Result<RunRecord, StoreError> {
         let spec = parent.run.spec.for_child(model);
+        // A child's context is its prompt, as a JSON string (which always scans).
+        let json: std::sync::Arc<str> =
+            serde_json::Value::String(prompt.clone()).to_string().into();
+        let context = match ContextRef::of_json(&json) {
+            Ok(reference) => RunContext::Inline { reference, json },
+            Err(_) => RunContext::Empty,
+        };
         let new_run = NewRun {
             id: RunId::new(),
             root_id: parent.run.root_id,
             parent_id: Some(parent.run.id),
             depth: parent.run.depth + 1,
-            context_json: serde_json::Value::String(prompt.clone()).to_string(),
+            context,
             prompt,
             spec,
             session_id: None,

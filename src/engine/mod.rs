@@ -21,6 +21,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
+use crate::contexts::{ContextCache, ContextFile, OpenedContext};
 use crate::events::EventBus;
 use crate::providers::{Message, PriceTable, Providers};
 use crate::repl::{Sandbox, ToolSource};
@@ -46,6 +47,8 @@ pub struct Engine {
     pub default_context_window: u64,
     /// REPLs kept between the turns of open sessions.
     pub sessions: SessionRepls,
+    /// This node's copies of the contexts runs are given.
+    pub contexts: ContextCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,8 +113,12 @@ impl Engine {
                 ),
             ));
         };
-        // The context can be tens of megabytes: it is shared, never copied.
-        let context: Arc<str> = self.store.load_context(run.id).await?.into();
+        // The context can be gigabytes: the REPL maps it from a file, the server never
+        // holds it.
+        let context = match self.open_context(run).await? {
+            Ok(context) => context,
+            Err(why) => return Ok(turn::failed("context_unavailable", why)),
+        };
         // A session's turn takes its session's REPL (and holds it until the turn ends).
         let mut session = match run.session_id {
             Some(id) => Some(self.sessions.slot(id).lock_owned().await),
@@ -124,7 +131,7 @@ impl Engine {
         let restoring = kept.is_none() && run.turn.is_some_and(|turn| turn > 0);
         let mut repl = match kept {
             Some(repl) => repl,
-            None => self.new_repl(run, context.clone(), tree).await?,
+            None => self.new_repl(run, context.file.clone(), tree).await?,
         };
         // Python boots in the child while the first model call is in flight. A REPL that
         // cannot even be started fails the run before anything is paid for.
@@ -149,13 +156,12 @@ impl Engine {
             if let Err(error) = repl.new_answer().await {
                 tracing::warn!(%error, "could not give the session's turn a fresh answer");
             }
-            for name in [format!("context_{turn}"), "context".to_string()] {
-                if let Err(error) = repl.set_var(&name, context.clone()).await {
-                    tracing::warn!(%error, "could not give the session its new context");
-                }
+            let names = [format!("context_{turn}"), "context".to_string()];
+            if let Err(error) = repl.set_context(&names, &context.file).await {
+                tracing::warn!(%error, "could not give the session its new context");
             }
         }
-        let messages = self.opening_messages(run, context).await;
+        let messages = self.opening_messages(run, &context.description);
         let mut state =
             RunState::new(self, run, tree, recorder, provider, repl, messages).resuming(tape);
         let stopped = tokio::select! {
@@ -201,17 +207,25 @@ impl Engine {
         finish
     }
 
+    /// The context `run` is given, opened; or why it cannot be (its bytes are gone).
+    async fn open_context(
+        &self,
+        run: &RunRecord,
+    ) -> Result<Result<OpenedContext, String>, EngineError> {
+        let stored = self.store.load_context(run.id).await?;
+        match self.contexts.open(&stored).await {
+            Ok(context) => Ok(Ok(context)),
+            Err(crate::contexts::CacheError::Store(error)) => Err(error.into()),
+            Err(error) => Ok(Err(error.to_string())),
+        }
+    }
+
     /// What the root model is first shown: the system prompt, and the context's summary
     /// with the question (a child's question is its context).
-    async fn opening_messages(&self, run: &RunRecord, context: Arc<str>) -> Vec<Message> {
+    fn opening_messages(&self, run: &RunRecord, described: &str) -> Vec<Message> {
         let spec = &run.spec;
-        let prompt = run.prompt.clone();
         let is_child = run.parent_id.is_some();
-        let summary = tokio::task::spawn_blocking(move || {
-            prompt::context_summary(&context, (!is_child).then_some(prompt.as_str()))
-        })
-        .await
-        .unwrap_or_else(|_| String::from("The question could not be summarised."));
+        let summary = prompt::context_summary(described, (!is_child).then_some(&run.prompt));
         vec![
             Message::system(prompt::system_prompt(
                 spec.system_prompt.as_deref(),
@@ -231,7 +245,7 @@ impl Engine {
     async fn new_repl(
         &self,
         run: &RunRecord,
-        context: Arc<str>,
+        context: ContextFile,
         tree: &Tree,
     ) -> Result<ReplSlot, EngineError> {
         let tools = run
@@ -252,10 +266,17 @@ impl Engine {
             tools,
         );
         if let (Some(session), Some(turn)) = (run.session_id, run.turn) {
-            for (earlier, json) in self.store.session_contexts(session, turn).await? {
+            for (earlier, stored) in self.store.session_contexts(session, turn).await? {
+                let opened = match self.contexts.open(&stored).await {
+                    Ok(opened) => opened,
+                    Err(error) => {
+                        tracing::warn!(%error, earlier, "an earlier turn's context is gone");
+                        continue;
+                    }
+                };
                 // Not yet started: this only records what to set.
                 let _ = repl
-                    .set_var(&format!("context_{earlier}"), json.into())
+                    .set_context(&[format!("context_{earlier}")], &opened.file)
                     .await;
             }
         }

@@ -1,6 +1,7 @@
 //! What the root model reads: rlmd's system prompt, the context summary, the turn markers
 //! and the REPL output fed back after each reply.
 
+use crate::contexts::group_digits;
 use crate::domain::Tool;
 use crate::repl::ExecOutcome;
 
@@ -28,7 +29,7 @@ Go step by step: one or two blocks per turn, read the output, then continue. Do 
 pub fn system_prompt(custom: Option<&str>, output_chars: usize, tools: &[Tool]) -> String {
     let mut text = match custom {
         Some(text) => text.to_string(),
-        None => SYSTEM_PROMPT.replace("{output_chars}", &group_digits(output_chars)),
+        None => SYSTEM_PROMPT.replace("{output_chars}", &group_digits(output_chars as u64)),
     };
     if !tools.is_empty() {
         text.push_str("\n\nCustom tools, already defined in the REPL (call them from your code):");
@@ -39,10 +40,9 @@ pub fn system_prompt(custom: Option<&str>, output_chars: usize, tools: &[Tool]) 
     text
 }
 
-/// The first user message: what the context is (never the context itself) and the task.
-/// A child run has no separate question: its task is its context.
-pub fn context_summary(context_json: &str, question: Option<&str>) -> String {
-    let described = describe_context(context_json);
+/// The first user message: what the context is (`described`, never the context itself)
+/// and the task. A child run has no separate question: its task is its context.
+pub fn context_summary(described: &str, question: Option<&str>) -> String {
     match question {
         Some(question) => format!(
             "The variable `context` holds {described}.\n\nThe question to answer:\n{question}"
@@ -51,49 +51,6 @@ pub fn context_summary(context_json: &str, question: Option<&str>) -> String {
             "The variable `context` holds {described}. It is your task: read it in the REPL and \
              carry it out. Another program will use your answer."
         ),
-    }
-}
-
-fn describe_context(json: &str) -> String {
-    let size = group_digits(json.len());
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(serde_json::Value::String(text)) => {
-            let chars = text.chars().count();
-            let lines = text.lines().count();
-            format!(
-                "a str of {} characters in {} lines",
-                group_digits(chars),
-                group_digits(lines)
-            )
-        }
-        Ok(serde_json::Value::Array(items)) => {
-            format!(
-                "a list of {} items (about {size} characters as JSON)",
-                group_digits(items.len())
-            )
-        }
-        Ok(serde_json::Value::Object(map)) => {
-            let keys: Vec<String> = map.keys().take(20).map(|k| format!("{k:?}")).collect();
-            let more = if map.len() > keys.len() { ", ..." } else { "" };
-            format!(
-                "a dict with {} keys ({}{more}) (about {size} characters as JSON)",
-                group_digits(map.len()),
-                keys.join(", ")
-            )
-        }
-        Ok(other) => format!("a value of JSON type {}", json_type(&other)),
-        Err(_) => format!("a value of about {size} characters"),
-    }
-}
-
-fn json_type(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "bool",
-        serde_json::Value::Number(_) => "number",
-        serde_json::Value::String(_) => "str",
-        serde_json::Value::Array(_) => "list",
-        serde_json::Value::Object(_) => "dict",
     }
 }
 
@@ -154,38 +111,19 @@ pub fn repl_reset_notice(reason: &str) -> String {
 
 pub const FINAL_CALL: &str = "You have used all your turns. Using what you have learned so far, give your best final answer to the question now, as plain text, with no code.";
 
-fn group_digits(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_summary_describes_the_context_without_including_it() {
-        let summary = context_summary(r#""secret line one\nline two""#, Some("What is it?"));
+        let context = crate::contexts::ContextRef::of_json(r#""secret line one\nline two""#);
+        let summary = context_summary(&context.unwrap().description, Some("What is it?"));
         assert!(
-            summary.contains("a str of 24 characters in 2 lines"),
+            summary.contains("The variable `context` holds a str of 24 characters in 2 lines."),
             "{summary}"
         );
         assert!(!summary.contains("secret"));
-        assert!(context_summary("[1,2,3]", Some("q")).contains("a list of 3 items"));
-        assert!(context_summary(r#"{"a":1}"#, Some("q")).contains(r#"a dict with 1 keys ("a")"#));
-    }
-
-    #[test]
-    fn digits_are_grouped() {
-        assert_eq!(group_digits(0), "0");
-        assert_eq!(group_digits(20_000), "20,000");
-        assert_eq!(group_digits(1_234_567), "1,234,567");
+        assert!(summary.ends_with("The question to answer:\nWhat is it?"));
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::contexts::ContextFile;
 use crate::repl::{ExecOutcome, Host, ReplError, ReplProcess, Sandbox, ToolSource};
 
 pub struct ReplSlot {
@@ -16,12 +17,14 @@ pub struct ReplSlot {
     tree_repls: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
     run_dir: PathBuf,
-    /// The context as submitted (JSON), loaded into every fresh REPL with the run's tools.
-    context: Arc<str>,
+    /// The run's context, loaded into every fresh REPL with the run's tools.
+    context: ContextFile,
     tools: Vec<ToolSource>,
-    /// Variables the server sets (`history`, a session's contexts), as raw JSON, set
-    /// again in every fresh REPL.
+    /// Variables the server sets (`history`, `history_N`), as raw JSON, set again in
+    /// every fresh REPL.
     vars: Vec<(String, Arc<str>)>,
+    /// A session's contexts (`context`, `context_N`), likewise.
+    contexts: Vec<(Vec<String>, ContextFile)>,
     process: Option<ReplProcess>,
     /// The start failure, kept so that each block reports it instead of retrying forever.
     start_error: Option<String>,
@@ -32,7 +35,7 @@ impl ReplSlot {
         sandbox: Arc<Sandbox>,
         tree_repls: Arc<Semaphore>,
         run_dir: PathBuf,
-        context: Arc<str>,
+        context: ContextFile,
         tools: Vec<ToolSource>,
     ) -> Self {
         Self {
@@ -43,6 +46,7 @@ impl ReplSlot {
             context,
             tools,
             vars: Vec::new(),
+            contexts: Vec::new(),
             process: None,
             start_error: None,
         }
@@ -96,6 +100,11 @@ impl ReplSlot {
         };
         if !process.is_initialized() {
             let mut ready = process.init(&self.context, &self.tools).await;
+            for (names, context) in &self.contexts {
+                if ready.is_ok() {
+                    ready = process.set_context(names, context).await;
+                }
+            }
             for (name, value) in &self.vars {
                 if ready.is_ok() {
                     ready = process.set_var(name, value).await;
@@ -134,6 +143,24 @@ impl ReplSlot {
         self.vars.push((name.to_string(), json.clone()));
         match self.process.as_mut() {
             Some(process) if process.is_initialized() => process.set_var(name, &json).await,
+            // A REPL not yet initialized gets it as part of its start.
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets `names` to a context now and in every REPL this slot starts later.
+    pub async fn set_context(
+        &mut self,
+        names: &[String],
+        context: &ContextFile,
+    ) -> Result<(), ReplError> {
+        self.contexts.retain_mut(|(kept, _)| {
+            kept.retain(|name| !names.contains(name));
+            !kept.is_empty()
+        });
+        self.contexts.push((names.to_vec(), context.clone()));
+        match self.process.as_mut() {
+            Some(process) if process.is_initialized() => process.set_context(names, context).await,
             // A REPL not yet initialized gets it as part of its start.
             _ => Ok(()),
         }

@@ -84,15 +84,21 @@ impl Engine {
             let Some(record) = self.store.get_run(id).await? else {
                 continue;
             };
-            let context: Arc<str> = self.store.load_context(id).await?.into();
+            let context = match self.open_context(&record).await? {
+                Ok(context) => context,
+                Err(why) => {
+                    tracing::warn!(%why, earlier, "a replayed turn's context is gone");
+                    continue;
+                }
+            };
             if let Err(error) = repl.new_answer().await {
                 tracing::warn!(%error, "could not reset the answer of a replayed turn");
             }
-            if let Err(error) = repl.set_var("context", context.clone()).await {
+            if let Err(error) = repl.set_context(&["context".into()], &context.file).await {
                 tracing::warn!(%error, "could not give a replayed turn its context");
             }
             let tape = Tape::load(&self.store, id).await?.sealed();
-            let messages = self.opening_messages(&record, context).await;
+            let messages = self.opening_messages(&record, &context.description);
             let recorder = Recorder::new(self, &record, record.attempts, tree).muted();
             let mut state = RunState::new(
                 self,

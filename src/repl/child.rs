@@ -13,9 +13,13 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
+use super::fdpass;
 use super::protocol::{read_frame_sync, write_frame_sync, ExecOutcome, FromChild, ToChild};
 
 const PRELUDE: &str = include_str!("prelude.py");
+
+/// The child's end of the descriptor channel (a Unix socket): contexts arrive on it.
+pub const CONTEXT_CHANNEL: RawFd = 3;
 
 struct Pipe {
     from_parent: File,
@@ -130,15 +134,15 @@ fn serve(py: Python<'_>, prelude: &Bound<'_, PyModule>) -> PyResult<()> {
             Err(e) => return Err(PyRuntimeError::new_err(format!("pipe: {e}"))),
         };
         let reply = match message {
-            ToChild::Init { tools } => {
-                let context = read_raw(py)?;
+            ToChild::Init { tools, context } => {
+                let fd = receive_context(py)?;
                 let tools: Vec<(String, String)> =
                     tools.into_iter().map(|t| (t.name, t.source)).collect();
                 // A context Python cannot rebuild (nested too deep, say) is reported, not
                 // fatal: the server fails the run with the reason.
                 match prelude
                     .getattr("init")?
-                    .call1((context, tools))
+                    .call1((fd, context.as_str(), tools))
                     .and_then(|errors| errors.extract())
                 {
                     Ok(tool_errors) => FromChild::Initialized { tool_errors },
@@ -165,6 +169,13 @@ fn serve(py: Python<'_>, prelude: &Bound<'_, PyModule>) -> PyResult<()> {
                 prelude.getattr("set_var")?.call1((name, value))?;
                 FromChild::VarSet
             }
+            ToChild::SetContext { names, format } => {
+                let fd = receive_context(py)?;
+                prelude
+                    .getattr("set_context")?
+                    .call1((names, fd, format.as_str()))?;
+                FromChild::VarSet
+            }
             ToChild::Resolve { name } => FromChild::Resolved {
                 value: prelude.getattr("resolve")?.call1((name,))?.extract()?,
             },
@@ -178,7 +189,22 @@ fn serve(py: Python<'_>, prelude: &Bound<'_, PyModule>) -> PyResult<()> {
     }
 }
 
-/// The raw JSON frame that follows an `Init` or a `SetVar`.
+/// The descriptor of the context an `Init` or a `SetContext` is about, which the server
+/// sent on the descriptor channel just before; Python owns (and closes) it from here.
+fn receive_context(py: Python<'_>) -> PyResult<RawFd> {
+    py.allow_threads(|| {
+        let mut fds = Vec::new();
+        let mut byte = [0u8; 1];
+        let n = fdpass::receive(CONTEXT_CHANNEL, &mut byte, &mut fds)?;
+        match (n, fds.pop()) {
+            (1, Some(fd)) if fds.is_empty() => Ok(std::os::fd::IntoRawFd::into_raw_fd(fd)),
+            _ => Err(io::Error::other("no context descriptor came")),
+        }
+    })
+    .map_err(|e: io::Error| PyRuntimeError::new_err(format!("descriptor channel: {e}")))
+}
+
+/// The raw JSON frame that follows a `SetVar`.
 fn read_raw(py: Python<'_>) -> PyResult<String> {
     py.allow_threads(|| read_frame_sync(&mut pipe().from_parent))
         .and_then(|bytes| String::from_utf8(bytes).map_err(io::Error::other))

@@ -94,6 +94,20 @@ pub fn receive(socket: RawFd, buffer: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::
     }
 }
 
+/// Makes sends on `socket` fail with `WouldBlock` rather than wait.
+pub fn set_nonblocking(socket: &OwnedFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor the caller owns.
+    unsafe {
+        let flags = libc::fcntl(socket.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 || libc::fcntl(socket.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// A pipe, close-on-exec at both ends: (read end, write end).
 pub fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];

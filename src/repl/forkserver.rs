@@ -60,9 +60,10 @@ impl Zygote {
         }
     }
 
-    /// Asks for a REPL confined by `confinement`, with `fds` as its stdin, stdout and
-    /// stderr. Returns at once: the child confines itself and boots in the background.
-    pub fn spawn(&self, confinement: &Confinement, fds: [OwnedFd; 3]) -> io::Result<Forked> {
+    /// Asks for a REPL confined by `confinement`, with `fds` as its stdin, stdout, stderr
+    /// and descriptor channel. Returns at once: the child confines itself and boots in the
+    /// background.
+    pub fn spawn(&self, confinement: &Confinement, fds: [OwnedFd; 4]) -> io::Result<Forked> {
         let running = self.running()?;
         let id = next_id();
         let (sender, exit) = watch::channel(None);
@@ -264,7 +265,7 @@ fn start(program: &std::path::Path) -> io::Result<Arc<Running>> {
     Ok(running)
 }
 
-fn seqpacket_pair() -> io::Result<[OwnedFd; 2]> {
+pub fn seqpacket_pair() -> io::Result<[OwnedFd; 2]> {
     let mut fds = [0; 2];
     // SAFETY: socketpair writes two descriptors into the array, which are then owned.
     unsafe {

@@ -14,6 +14,7 @@ mod forkserver;
 mod identity;
 mod landlock;
 mod policy;
+mod postmortem;
 mod probe;
 mod process;
 mod procfs;

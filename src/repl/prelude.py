@@ -151,14 +151,42 @@ _BUILTIN_FUNCTIONS = (
 )
 
 
-def init(context_json, tools):
-    """A fresh namespace around the context, exactly as it was submitted, with the run's
-    tools defined in it. Returns one message per tool that failed to load."""
+def _load_context(fd, fmt):
+    """The context held by the read-only file `fd` (closed here), read as `fmt`: "text" is
+    a str, "json" one document, "jsonl" the list of one document per non-blank line. The
+    file is mapped, not read: its bytes are decoded once, straight from the page cache."""
+    import mmap
+    import os
+
+    try:
+        if os.fstat(fd).st_size == 0:
+            data = b""
+        else:
+            data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+    try:
+        if fmt == "jsonl":
+            records = []
+            for line in iter(data.readline, b"") if data else ():
+                if line.strip():
+                    records.append(json.loads(line))
+            return records
+        text = str(data, "utf-8")
+        return text if fmt == "text" else json.loads(text)
+    finally:
+        if not isinstance(data, bytes):
+            data.close()
+
+
+def init(context_fd, context_format, tools):
+    """A fresh namespace around the context (the read-only file `context_fd`), with the
+    run's tools defined in it. Returns one message per tool that failed to load."""
     global _ns, _reserved, _pinned
     _reserved = {fn.__name__: fn for fn in _BUILTIN_FUNCTIONS}
     _ns = {"__name__": "__main__", "__builtins__": builtins}
     _ns.update(_reserved)
-    context = json.loads(context_json)
+    context = _load_context(context_fd, context_format)
     # context_0 is the first context, as in rlms; a session's turns add context_1, ...
     _pinned = {"context": context, "context_0": context}
     _ns.update(_pinned)
@@ -381,9 +409,18 @@ def run_block(code, limit):
     )
 
 
+def set_context(names, fd, fmt):
+    """Sets a session's `context` and `context_N` (kept from then on) to the context held
+    by the read-only file `fd`: read once, whatever the number of names."""
+    value = _load_context(fd, fmt)
+    for name in names:
+        _pinned[name] = value
+        _ns[name] = value
+
+
 def set_var(name, value_json):
-    """Sets a variable the server provides: `history`, a session's `context` and
-    `context_N`, `history_N` (kept from then on), or a fresh `answer` for a new turn."""
+    """Sets a variable the server provides: `history`, `history_N` (kept from then on), or
+    a fresh `answer` for a new turn."""
     value = json.loads(value_json)
     if name == "answer":
         _ns["answer"] = _Answer(value)

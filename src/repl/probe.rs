@@ -64,7 +64,8 @@ pub async fn probe(sandbox: &Sandbox) -> Result<Value, String> {
     let observed = async {
         let mut repl = ReplProcess::spawn(sandbox, &dir.join("work"), &dir.join("repl-stderr.log"))
             .map_err(|e| e.to_string())?;
-        repl.init("\"\"", &[]).await.map_err(|e| e.to_string())?;
+        let context = crate::contexts::ContextFile::empty().map_err(|e| e.to_string())?;
+        repl.init(&context, &[]).await.map_err(|e| e.to_string())?;
         let outcome = repl
             .exec(PROBE, 100_000, Duration::from_secs(30), &NoModels)
             .await

@@ -2,6 +2,7 @@
 //! the model calls they make), and kill it on timeout, cancel or drop.
 
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,14 @@ use tokio::io::BufReader;
 use tokio::net::unix::pipe;
 
 use super::fdpass;
-use super::forkserver::{Exit, Forked};
+use super::forkserver::{self, Forked};
 use super::identity::ReplUid;
 use super::protocol::{
     read_frame, write_frame, ExecOutcome, FromChild, HostCall, ToChild, ToolSource,
 };
 use super::watchdog::Watch;
-use super::{bounds, sandbox, Sandbox};
+use super::{bounds, postmortem, sandbox, Sandbox};
+use crate::contexts::ContextFile;
 
 /// How long a fresh child may take to start Python and to load its context.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -70,6 +72,8 @@ pub struct ReplProcess {
     forked: Forked,
     to_child: pipe::Sender,
     from_child: BufReader<pipe::Receiver>,
+    /// The server's end of the descriptor channel, on which contexts are handed over.
+    contexts: OwnedFd,
     stderr_log: PathBuf,
     limits: bounds::Bounds,
     initialized: bool,
@@ -104,10 +108,16 @@ impl ReplProcess {
         let spawn_error = |e: std::io::Error| ReplError::Spawn(e.to_string());
         let (child_stdin, to_child) = fdpass::pipe_pair().map_err(spawn_error)?;
         let (from_child, child_stdout) = fdpass::pipe_pair().map_err(spawn_error)?;
+        let [contexts, child_contexts] = forkserver::seqpacket_pair().map_err(spawn_error)?;
+        // A child that never reads its channel must not block the server's sends.
+        fdpass::set_nonblocking(&contexts).map_err(spawn_error)?;
         let confinement = sandbox::Confinement::of(sandbox, uid.as_ref(), workdir);
         let forked = sandbox
             .zygote
-            .spawn(&confinement, [child_stdin, child_stdout, log.into()])
+            .spawn(
+                &confinement,
+                [child_stdin, child_stdout, log.into(), child_contexts],
+            )
             .map_err(spawn_error)?;
         let to_child = pipe::Sender::from_owned_fd(to_child).map_err(spawn_error)?;
         let from_child =
@@ -128,6 +138,7 @@ impl ReplProcess {
             forked,
             to_child,
             from_child,
+            contexts,
             stderr_log: stderr_log.to_path_buf(),
             limits: bounds::Bounds::from_config(config),
             initialized: false,
@@ -142,10 +153,14 @@ impl ReplProcess {
         self.initialized
     }
 
-    /// Waits for the child to be ready and builds its namespace around `context`, the JSON
-    /// text exactly as submitted. Any failure but a tool's is `ReplError::Init`: a REPL that
-    /// cannot hold the run's context is of no use to the run.
-    pub async fn init(&mut self, context: &str, tools: &[ToolSource]) -> Result<(), ReplError> {
+    /// Waits for the child to be ready and builds its namespace around `context`. Any
+    /// failure but a tool's is `ReplError::Init`: a REPL that cannot hold the run's context
+    /// is of no use to the run.
+    pub async fn init(
+        &mut self,
+        context: &ContextFile,
+        tools: &[ToolSource],
+    ) -> Result<(), ReplError> {
         match self.load(context, tools).await {
             Ok(()) => {
                 self.initialized = true;
@@ -159,7 +174,7 @@ impl ReplProcess {
         }
     }
 
-    async fn load(&mut self, context: &str, tools: &[ToolSource]) -> Result<(), ReplError> {
+    async fn load(&mut self, context: &ContextFile, tools: &[ToolSource]) -> Result<(), ReplError> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         match self.receive_until(deadline).await? {
             FromChild::Ready { python } => {
@@ -168,16 +183,12 @@ impl ReplProcess {
             }
             other => return Err(unexpected("ready", &other)),
         }
+        self.hand_over(context).await?;
         self.send(&ToChild::Init {
             tools: tools.to_vec(),
+            context: context.format,
         })
         .await?;
-        if write_frame(&mut self.to_child, context.as_bytes())
-            .await
-            .is_err()
-        {
-            return Err(self.crashed().await);
-        }
         match self.receive_until(deadline).await? {
             FromChild::Initialized { tool_errors } if tool_errors.is_empty() => Ok(()),
             FromChild::Initialized { tool_errors } => {
@@ -266,6 +277,39 @@ impl ReplProcess {
         }
     }
 
+    /// Sets each of `names` to `context` (read once).
+    pub async fn set_context(
+        &mut self,
+        names: &[String],
+        context: &ContextFile,
+    ) -> Result<(), ReplError> {
+        self.hand_over(context).await?;
+        self.send(&ToChild::SetContext {
+            names: names.to_vec(),
+            format: context.format,
+        })
+        .await?;
+        match self.receive_until(Instant::now() + STARTUP_TIMEOUT).await? {
+            FromChild::VarSet => Ok(()),
+            other => Err(unexpected("var_set", &other)),
+        }
+    }
+
+    /// Sends the context's descriptor ahead of the message that uses it.
+    async fn hand_over(&mut self, context: &ContextFile) -> Result<(), ReplError> {
+        use std::os::fd::AsRawFd;
+        match fdpass::send(self.contexts.as_raw_fd(), &[0], &[context.fd.as_raw_fd()]) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.kill().await;
+                Err(ReplError::Protocol(
+                    "it does not take the contexts it is sent".into(),
+                ))
+            }
+            Err(_) => Err(self.crashed().await),
+        }
+    }
+
     /// The text of a REPL variable, if it exists.
     pub async fn resolve(&mut self, name: &str) -> Result<Option<String>, ReplError> {
         self.send(&ToChild::Resolve {
@@ -343,59 +387,11 @@ impl ReplProcess {
         if let Some(verdict) = verdict {
             return ReplError::Crashed(format!("stopped by the sandbox: {verdict}"));
         }
-        let stderr = log_tail(&self.stderr_log);
-        if let Some(step) = stderr
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("rlmd repl: "))
-        {
-            if step.starts_with("sandbox step failed") {
-                return ReplError::Spawn(step.to_string());
-            }
-        }
-        let status = match exit {
-            Some(Exit::Status(raw)) => {
-                describe_exit(std::os::unix::process::ExitStatusExt::from_raw(raw))
-            }
-            Some(Exit::Lost(why)) => why,
-            None => "it stopped answering".to_string(),
-        };
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        if tail.is_empty() {
-            ReplError::Crashed(status)
-        } else {
-            ReplError::Crashed(format!("{status}: {}", tail.join(" | ")))
-        }
+        postmortem::explain(exit, &self.stderr_log, self.ready)
     }
-}
-
-/// The end of a REPL's log (which it may have filled up to its file-size limit).
-fn log_tail(path: &Path) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    const TAIL: u64 = 4096;
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(TAIL)));
-    let mut bytes = Vec::new();
-    let _ = file.take(TAIL).read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A message that came out of turn; only its kind is reported (it may be huge).
 fn unexpected(expected: &str, got: &FromChild) -> ReplError {
     ReplError::Protocol(format!("expected {expected}, got {}", got.kind()))
-}
-
-fn describe_exit(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (_, Some(libc::SIGKILL)) => "killed (SIGKILL; out of memory or a resource limit?)".into(),
-        (_, Some(libc::SIGXFSZ)) => "a file grew past the size limit".into(),
-        (_, Some(signal)) => format!("killed by signal {signal}"),
-        (Some(code), _) => format!("exit code {code}"),
-        _ => "unknown exit".into(),
-    }
 }

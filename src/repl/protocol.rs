@@ -7,18 +7,21 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The child refuses frames above this size from the server (a context is at most the
-/// server's body limit). The server bounds what it reads from the child far lower.
+use crate::contexts::ContextFormat;
+
+/// The child refuses frames above this size from the server (a session's history is the
+/// largest). The server bounds what it reads from the child far lower.
 pub const MAX_FRAME_BYTES: usize = 1 << 30;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToChild {
-    /// Build a fresh namespace around the context and load the run's tools. The next
-    /// frame is the context itself, raw JSON exactly as submitted (it may be tens of
-    /// megabytes: it is never re-encoded).
+    /// Build a fresh namespace around the context and load the run's tools. The context
+    /// is a read-only file, read as `context`: its descriptor comes first, on the
+    /// descriptor channel (it may be gigabytes: it never crosses the pipe).
     Init {
         tools: Vec<ToolSource>,
+        context: ContextFormat,
     },
     Exec {
         code: String,
@@ -28,10 +31,16 @@ pub enum ToChild {
         ok: bool,
         value: serde_json::Value,
     },
-    /// Sets a variable of the namespace (`history`, a session's `context_N`). The next
-    /// frame is its value, as raw JSON.
+    /// Sets a variable of the namespace (`history`, `history_N`). The next frame is its
+    /// value, as raw JSON.
     SetVar {
         name: String,
+    },
+    /// Sets each of `names` (a session's `context` and `context_N`) to a context, given as
+    /// for `Init`. Answered by `VarSet`.
+    SetContext {
+        names: Vec<String>,
+        format: ContextFormat,
     },
     /// The value of a variable, as text (for `FINAL_VAR(name)` written in a reply).
     Resolve {

@@ -23,8 +23,9 @@ use super::{child, fdpass, sandbox, seccomp};
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    /// Fork a REPL confined by `confinement`; the packet carries three fds: the child's
-    /// stdin (read end), stdout (write end) and stderr (its log).
+    /// Fork a REPL confined by `confinement`; the packet carries four fds: the child's
+    /// stdin (read end), stdout (write end), stderr (its log) and its end of the
+    /// descriptor channel.
     Spawn {
         id: u64,
         confinement: sandbox::Confinement,
@@ -151,10 +152,10 @@ impl Zygote {
         confinement: &sandbox::Confinement,
         fds: Vec<OwnedFd>,
     ) {
-        let [stdin, stdout, stderr]: [OwnedFd; 3] = match fds.try_into() {
+        let [stdin, stdout, stderr, channel]: [OwnedFd; 4] = match fds.try_into() {
             Ok(fds) => fds,
             Err(_) => {
-                let error = "a spawn request without its three descriptors".to_string();
+                let error = "a spawn request without its four descriptors".to_string();
                 return notify(&Notice::Failed { id, error });
             }
         };
@@ -171,7 +172,12 @@ impl Zygote {
             pid
         };
         if pid == 0 {
-            let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+            let fds = [
+                stdin.as_raw_fd(),
+                stdout.as_raw_fd(),
+                stderr.as_raw_fd(),
+                channel.as_raw_fd(),
+            ];
             let code = become_repl(py, prelude, fds, confinement);
             // SAFETY: ends the child without running the zygote's exit handlers.
             unsafe { libc::_exit(code) };
@@ -262,16 +268,18 @@ impl Zygote {
 fn become_repl(
     py: Python<'_>,
     prelude: &Bound<'_, pyo3::types::PyModule>,
-    [stdin, stdout, stderr]: [RawFd; 3],
+    [stdin, stdout, stderr, channel]: [RawFd; 4],
     confinement: &sandbox::Confinement,
 ) -> i32 {
     // SAFETY: dup2 and close_range on descriptors this process owns; afterwards it holds
-    // its pipe and its log and nothing of the zygote's (the control socket included).
+    // its pipe, its log and its descriptor channel, and nothing of the zygote's (the
+    // control socket included).
     let taken = unsafe {
         libc::dup2(stdin, 0) >= 0
             && libc::dup2(stdout, 1) >= 0
             && libc::dup2(stderr, 2) >= 0
-            && libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) == 0
+            && libc::dup2(channel, child::CONTEXT_CHANNEL) >= 0
+            && libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) == 0
     };
     if !taken {
         return 120;

@@ -7,6 +7,7 @@
 //! few statements that differ live in `dialect/sqlite.rs` and `dialect/postgres.rs`.
 
 mod comparisons;
+mod contexts;
 mod dialect;
 mod events;
 mod idempotency;
@@ -32,6 +33,7 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 use dialect::Dialect;
 
 pub use comparisons::{Comparison, ComparisonSummary, TargetSummary};
+pub use contexts::{ContextEntry, RunContext, StoredContext, CHUNK_BYTES};
 pub use events::StoredEvent;
 pub use idempotency::{Earlier, IdempotencyKey};
 pub use keys::{ApiKey, KeyId, NewKey};

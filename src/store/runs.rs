@@ -4,6 +4,7 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::contexts::{self, RunContext};
 use super::events::{self, StoredEvent};
 use super::keys::KeyId;
 use super::{json_text, now_ms, Store, StoreError, StoreResult};
@@ -17,8 +18,8 @@ pub struct NewRun {
     pub depth: u32,
     pub prompt: String,
     pub spec: RunSpec,
-    /// The context exactly as submitted, as JSON text.
-    pub context_json: String,
+    /// What its REPL gets as `context`.
+    pub context: RunContext,
     /// The session this run is the next turn of.
     pub session_id: Option<RunId>,
     /// The API key it belongs to (a child's is its root's, a turn's its session's).
@@ -170,16 +171,6 @@ impl Store {
         rows.iter().map(run_from_row).collect()
     }
 
-    /// The context of a run, as the JSON text it was submitted as.
-    pub async fn load_context(&self, id: RunId) -> StoreResult<String> {
-        let context: Option<String> =
-            sqlx::query_scalar("SELECT context FROM run_contexts WHERE run_id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(context.unwrap_or_else(|| "\"\"".into()))
-    }
-
     pub async fn request_cancel(&self, id: RunId) -> StoreResult<CancelOutcome> {
         let mut tx = self.write_tx().await?;
         let now = now_ms();
@@ -229,10 +220,15 @@ pub(super) async fn insert(
         None => None,
         Some(session) => Some(next_turn(&mut *conn, session, created_at).await?),
     };
+    if let RunContext::Inline { reference, json } = &run.context {
+        contexts::put_inline(&mut *conn, &reference.id, json).await?;
+    }
+    let context = run.context.reference();
     sqlx::query(
         "INSERT INTO runs (id, root_id, parent_id, depth, status, prompt, spec, created_at, \
-             started_at, attempts, session_id, turn, owner_key, webhook_state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             started_at, attempts, session_id, turn, owner_key, webhook_state, context_id, \
+             context_format, context_description) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(run.id.to_string())
     .bind(run.root_id.to_string())
@@ -248,13 +244,11 @@ pub(super) async fn insert(
     .bind(turn.map(i64::from))
     .bind(run.owner.map(|k| k.0))
     .bind(run.spec.webhook.as_ref().map(|_| "pending"))
+    .bind(context.map(|c| c.id.to_string()))
+    .bind(context.map(|c| c.format.as_str()))
+    .bind(context.map(|c| c.description.as_str()))
     .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO run_contexts (run_id, context) VALUES ($1, $2)")
-        .bind(run.id.to_string())
-        .bind(&run.context_json)
-        .execute(&mut *conn)
-        .await?;
     let data = json!({"status": status.as_str(), "depth": run.depth, "parent_id": run.parent_id});
     let kind = if running { "run.started" } else { "run.queued" };
     let event = events::insert(&mut *conn, run.root_id, run.id, kind, &data).await?;

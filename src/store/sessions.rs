@@ -133,26 +133,6 @@ impl Store {
             .collect()
     }
 
-    /// The contexts of the turns before `turn`, in order (to rebuild a lost namespace).
-    pub async fn session_contexts(&self, id: RunId, turn: u32) -> StoreResult<Vec<(u32, String)>> {
-        let rows = sqlx::query(
-            "SELECT r.turn, c.context FROM runs r JOIN run_contexts c ON c.run_id = r.id \
-             WHERE r.session_id = $1 AND r.turn < $2 ORDER BY r.turn",
-        )
-        .bind(id.to_string())
-        .bind(turn as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<i64, _>("turn")? as u32,
-                    row.try_get("context")?,
-                ))
-            })
-            .collect()
-    }
-
     pub async fn touch_session(&self, id: RunId) -> StoreResult<()> {
         sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND status = 'open'")
             .bind(now_ms())

@@ -29,6 +29,7 @@ impl Server {
             .env("RLM_BIND", "127.0.0.1:0")
             .env("DATABASE_URL", super::database::fresh_url(dir))
             .env("RLM_SCRATCH_DIR", dir.join("scratch"))
+            .env("RLM_CONTEXT_CACHE_DIR", dir.join("contexts"))
             .env("OPENAI_API_KEY", TEST_API_KEY)
             .env("OPENAI_BASE_URL", &model.base_url)
             .env("RLM_PROVIDER_MAX_RETRIES", "0")

@@ -83,6 +83,10 @@ async fn boot(
         ("OPENAI_BASE_URL", model.base_url.clone()),
         ("RLM_REPL_PROGRAM", env!("CARGO_BIN_EXE_rlmd").to_string()),
         ("RLM_SCRATCH_DIR", scratch.display().to_string()),
+        (
+            "RLM_CONTEXT_CACHE_DIR",
+            dir.path().join("contexts").display().to_string(),
+        ),
         ("RLM_WORKERS", "2".to_string()),
         ("RLM_PROVIDER_MAX_RETRIES", "0".to_string()),
         ("RLM_SHUTDOWN_GRACE_S", "2".to_string()),

@@ -46,6 +46,8 @@ pub struct ChatRequest {
     // rlmd's own run fields.
     #[schema(value_type = Option<Object>)]
     context: Option<Box<RawValue>>,
+    /// Instead of `context`: an uploaded context's id (`POST /v1/contexts`).
+    context_id: Option<String>,
     sub_model: Option<String>,
     sub_provider: Option<String>,
     max_depth: Option<u32>,
@@ -79,7 +81,10 @@ pub struct ChatMessage {
 #[derive(Serialize)]
 struct RunBody<'a> {
     prompt: String,
-    context: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     provider: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,7 +166,9 @@ impl ChatRequest {
         };
         let body = RunBody {
             prompt,
-            context: &context,
+            // An uploaded context replaces the one the messages carry.
+            context: (self.context.is_some() || self.context_id.is_none()).then_some(&*context),
+            context_id: self.context_id.as_deref(),
             provider,
             model,
             sampling: Sampling {

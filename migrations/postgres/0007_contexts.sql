@@ -1,0 +1,36 @@
+-- Contexts stored by content: a blob's id is the SHA-256 of its bytes (hex), stored once in
+-- chunks of at most 1 MiB however many keys upload it or runs use it. A blob row is written
+-- after its last chunk, so a blob that has a row is complete.
+CREATE TABLE context_blobs (
+    id         TEXT PRIMARY KEY,
+    bytes      BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE context_chunks (
+    blob_id TEXT NOT NULL,
+    seq     BIGINT NOT NULL,
+    data    BYTEA NOT NULL,
+    PRIMARY KEY (blob_id, seq)
+);
+
+-- An uploaded context as a key sees it (owner_key 0: uploaded with keys off). Deleting one
+-- removes this row; the blob goes once no upload and no run refers to it.
+CREATE TABLE contexts (
+    id          TEXT NOT NULL,
+    owner_key   BIGINT NOT NULL,
+    format      TEXT NOT NULL,
+    bytes       BIGINT NOT NULL,
+    description TEXT NOT NULL,
+    name        TEXT,
+    created_at  BIGINT NOT NULL,
+    PRIMARY KEY (owner_key, id)
+);
+CREATE INDEX contexts_by_blob ON contexts (id);
+
+-- What a run's REPL is given as `context` (NULL: a run from before contexts were blobs,
+-- whose JSON text is in run_contexts, or a run with no context).
+ALTER TABLE runs ADD COLUMN context_id TEXT;
+ALTER TABLE runs ADD COLUMN context_format TEXT;
+ALTER TABLE runs ADD COLUMN context_description TEXT;
+CREATE INDEX runs_by_context ON runs (context_id);
