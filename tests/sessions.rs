@@ -8,23 +8,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-/// Each turn's code is its prompt: the fake model answers with exactly that block.
-fn prompt_is_code() -> impl Fn(&common::fake_model::SeenRequest, usize) -> Reply {
-    |request, _| {
-        let first = request.messages()[1]["content"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let code_text = first
-            .split("The question to answer:\n")
-            .nth(1)
-            .and_then(|rest| rest.split("\n\nThis is").next())
-            .unwrap_or_default()
-            .to_string();
-        code(&code_text)
-    }
-}
-
 async fn open_session(app: &TestApp, body: Value) -> String {
     let response = app
         .client

@@ -326,3 +326,22 @@ pub fn raw_response(status: u16, headers: Vec<(&'static str, String)>, body: Str
     }
     response
 }
+
+/// A root model whose reply is its question as a code block: a run's (or a turn's) prompt
+/// is the code it runs.
+pub fn prompt_is_code() -> impl Fn(&SeenRequest, usize) -> Reply {
+    |request, _| {
+        let first = request.messages()[1]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let code_text = first
+            .split("The question to answer:\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\nThis is").next())
+            .and_then(|rest| rest.split("\n\nTurn ").next())
+            .unwrap_or_default()
+            .to_string();
+        code(&code_text)
+    }
+}

@@ -19,7 +19,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 #[allow(unused_imports)]
-pub use fake_model::{code, text, FakeModel, Reply};
+pub use fake_model::{code, prompt_is_code, text, FakeModel, Reply};
 
 pub const TEST_API_KEY: &str = "sk-test-4f8a1c9e-never-leak-me";
 
