@@ -83,7 +83,10 @@ async fn measure(megabytes: usize) {
     let server = Server::start(
         dir.path(),
         &model,
-        &[("RLM_WORKERS", "2"), ("RUST_LOG", "warn,rlmd::startup=info")],
+        &[
+            ("RLM_WORKERS", "2"),
+            ("RUST_LOG", "warn,rlmd::startup=info"),
+        ],
     );
     let pid = server.pid();
     let (text, needles) = document(megabytes);

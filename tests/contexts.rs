@@ -95,6 +95,7 @@ async fn an_upload_is_stored_once_by_its_hash_and_read_by_code() {
         .await;
     let run = app.wait_for_end(&run).await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["context_id"], id.as_str());
     let needles = text.matches("needle").count();
     assert_eq!(run["answer"], format!("str {chars} {needles}"));
     // The model was told what the context is, never shown it.

@@ -82,6 +82,8 @@ pub struct Run {
     depth: u32,
     session_id: Option<String>,
     turn: Option<u32>,
+    /// The SHA-256 of the context it was given (an upload, or the inline JSON).
+    context_id: Option<String>,
     created_at: String,
     started_at: Option<String>,
     finished_at: Option<String>,

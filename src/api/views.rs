@@ -89,6 +89,7 @@ pub fn run(run: &RunRecord) -> Value {
         "depth": run.depth,
         "session_id": run.session_id,
         "turn": run.turn,
+        "context_id": run.context_id,
         "created_at": timestamp(run.created_at),
         "started_at": run.started_at.map(timestamp),
         "finished_at": run.finished_at.map(timestamp),

@@ -85,6 +85,9 @@ pub struct RunRecord {
     /// 0-based turn within its session.
     pub turn: Option<u32>,
     pub owner: Option<KeyId>,
+    /// The SHA-256 of the context it was given (`None`: none, or one stored before
+    /// contexts were blobs).
+    pub context_id: Option<String>,
 }
 
 /// A page of a listing, newest first: of runs, sessions or comparisons (`S`: its status).
@@ -120,7 +123,7 @@ impl Store {
             "r.id, r.root_id, r.parent_id, r.depth, r.status, r.prompt, r.spec, \
              r.answer, r.finish_reason, r.error_code, r.error_message, r.attempts, \
              r.cancel_requested, r.created_at, r.started_at, r.finished_at, r.session_id, r.turn, \
-             r.owner_key, (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
+             r.owner_key, r.context_id, (SELECT COUNT(*) FROM iterations i WHERE i.run_id = r.id) AS iteration_count, \
              {} AS usage",
             self.sql.run_usage
         )
@@ -273,6 +276,7 @@ pub(super) async fn insert(
         session_id: run.session_id,
         turn,
         owner: run.owner,
+        context_id: context.map(|c| c.id.to_string()),
     };
     Ok((record, event))
 }
@@ -314,6 +318,7 @@ pub(super) fn run_from_row(row: &AnyRow) -> StoreResult<RunRecord> {
             .transpose()?,
         turn: row.try_get::<Option<i64>, _>("turn")?.map(|t| t as u32),
         owner: row.try_get::<Option<i64>, _>("owner_key")?.map(KeyId),
+        context_id: row.try_get("context_id")?,
         usage: usage_from_json(&row.try_get::<String, _>("usage")?)?,
     })
 }
