@@ -42,11 +42,7 @@ impl Client {
         body: Option<String>,
         last_event_id: Option<i64>,
     ) -> Result<Response, CliError> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url);
-        if let Some(key) = &self.key {
-            request = request.bearer_auth(key);
-        }
+        let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -55,6 +51,27 @@ impl Client {
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
+        self.answer(request).await
+    }
+
+    /// POSTs raw bytes (a context) to `path`; the server's JSON answer.
+    pub async fn upload(&self, path: &str, bytes: Vec<u8>) -> Result<Value, CliError> {
+        let request = self
+            .request(Method::POST, path)
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        json_of(self.answer(request).await?).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    async fn answer(&self, request: reqwest::RequestBuilder) -> Result<Response, CliError> {
         let response = request.send().await.map_err(|e| CliError::Unreachable {
             url: self.base.clone(),
             detail: e.to_string(),
@@ -83,11 +100,7 @@ impl Client {
         path: &str,
         body: Option<String>,
     ) -> Result<Value, CliError> {
-        let response = self.send(method, path, body, None).await?;
-        response
-            .json()
-            .await
-            .map_err(|e| CliError::Other(format!("the server's answer is not JSON: {e}")))
+        json_of(self.send(method, path, body, None).await?).await
     }
 
     pub async fn text(&self, path: &str) -> Result<String, CliError> {
@@ -97,4 +110,11 @@ impl Client {
             .await
             .map_err(|e| CliError::Other(format!("could not read the answer: {e}")))
     }
+}
+
+async fn json_of(response: Response) -> Result<Value, CliError> {
+    response
+        .json()
+        .await
+        .map_err(|e| CliError::Other(format!("the server's answer is not JSON: {e}")))
 }

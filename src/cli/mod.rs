@@ -161,18 +161,20 @@ async fn execute(command: ClientCommand, client: &Client) -> Result<ExitCode, Cl
 async fn submit_run(submit: Submit, client: &Client) -> Result<ExitCode, CliError> {
     let mut body = json!({"prompt": submit.prompt});
     if let Some(file) = &submit.context_file {
-        let text = if file == "-" {
-            std::io::read_to_string(std::io::stdin())
+        let bytes = if file == "-" {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map(|_| bytes)
         } else {
-            std::fs::read_to_string(file)
+            std::fs::read(file)
         }
         .map_err(|e| CliError::Other(format!("cannot read {file}: {e}")))?;
-        body["context"] = if submit.json_context {
-            serde_json::from_str(&text)
-                .map_err(|e| CliError::Other(format!("{file} is not JSON: {e}")))?
-        } else {
-            Value::String(text)
-        };
+        // Uploaded, not pasted into the body: a context may be larger than a request body
+        // may be, and the same file sent again is stored once.
+        let format = if submit.json_context { "json" } else { "text" };
+        let uploaded = client
+            .upload(&format!("/v1/contexts?format={format}"), bytes)
+            .await?;
+        body["context_id"] = uploaded["id"].clone();
     }
     let options = [
         ("provider", submit.provider.map(Value::from)),
