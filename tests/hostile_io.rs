@@ -107,11 +107,11 @@ async fn the_file_count_cap_holds() {
 
 #[tokio::test]
 async fn a_frame_announced_larger_than_the_limit_is_refused_before_it_is_read() {
-    // fd 4 is the REPL's end of the pipe to the server.
+    // fd 5 is the REPL's end of the pipe to the server (3 is its descriptor channel).
     let (app, run, trajectory) = run_blocks(
         &[],
         vec![
-            code("import os, time\nos.write(4, (0xFFFFFFFF).to_bytes(4, 'big'))\ntime.sleep(5)"),
+            code("import os, time\nos.write(5, (0xFFFFFFFF).to_bytes(4, 'big'))\ntime.sleep(5)"),
             code(RECOVER),
         ],
         task("Forge.", json!("")),
@@ -133,7 +133,7 @@ async fn output_forged_on_the_pipe_is_still_cut_to_the_runs_limit() {
     let forge = r#"import json, os
 payload = json.dumps({"type": "exec_done", "stdout": "A" * 1000000, "stderr": "E" * 1000000,
                       "error": "X" * 1000000, "answer": None, "draft": None}).encode()
-os.write(4, len(payload).to_bytes(4, 'big') + payload)"#;
+os.write(5, len(payload).to_bytes(4, 'big') + payload)"#;
     let (_app, run, trajectory) = run_blocks(
         &[],
         vec![code(forge), text("FINAL(done)")],

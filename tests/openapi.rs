@@ -37,6 +37,8 @@ async fn the_document_is_valid_and_names_every_route() {
         ("/v1/runs/{id}/events", &["get"]),
         ("/v1/runs/{id}/trajectory", &["get"]),
         ("/v1/runs/{id}/cancel", &["post"]),
+        ("/v1/contexts", &["get", "post"]),
+        ("/v1/contexts/{id}", &["get", "delete"]),
         ("/v1/sessions", &["get", "post"]),
         ("/v1/sessions/{id}", &["get", "delete"]),
         ("/v1/sessions/{id}/runs", &["post"]),

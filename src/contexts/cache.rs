@@ -123,10 +123,16 @@ impl ContextCache {
                     description,
                 })
             }
-            StoredContext::Blob(reference) => Ok(OpenedContext {
-                file: self.open_blob(reference).await?,
-                description: reference.description.clone(),
-            }),
+            StoredContext::Blob { reference, small } => {
+                let file = match small {
+                    Some(bytes) => small_file(reference, bytes)?,
+                    None => self.open_blob(reference).await?,
+                };
+                Ok(OpenedContext {
+                    file,
+                    description: reference.description.clone(),
+                })
+            }
         }
     }
 
@@ -155,10 +161,7 @@ impl ContextCache {
                     .await?
                     .ok_or_else(|| CacheError::Missing(id.clone()))?,
             };
-            if ContextId::from_digest(Sha256::digest(&data).into()) != *id {
-                return Err(CacheError::Corrupt(id.clone()));
-            }
-            return Ok(memory_file(&data, reference.format)?);
+            return small_file(reference, &data);
         }
         self.fetch(id).await?;
         let file = File::open(&path)?;
@@ -234,6 +237,14 @@ impl ContextCache {
             }
         }
     }
+}
+
+/// A blob of one chunk, checked against its id, as a memory file.
+fn small_file(reference: &ContextRef, bytes: &[u8]) -> Result<ContextFile, CacheError> {
+    if ContextId::from_digest(Sha256::digest(bytes).into()) != reference.id {
+        return Err(CacheError::Corrupt(reference.id.clone()));
+    }
+    Ok(memory_file(bytes, reference.format)?)
 }
 
 fn set_read_only(path: &Path) -> io::Result<()> {

@@ -42,10 +42,21 @@ impl ContextEntry {
 pub enum StoredContext {
     /// The run has none: `context` is "".
     Empty,
-    Blob(ContextRef),
+    /// Stored bytes; a small blob (one chunk) comes with them, read in the same query.
+    Blob {
+        reference: ContextRef,
+        small: Option<Vec<u8>>,
+    },
     /// A run stored before contexts were blobs: its JSON text.
     Legacy(String),
 }
+
+/// What a run was given (`r`), with the bytes of a one-chunk blob, in one query.
+const CONTEXT_OF_RUN: &str = "SELECT r.turn, r.context_id, r.context_format, \
+     r.context_description, c.context, ch.data AS small FROM runs r \
+     LEFT JOIN run_contexts c ON c.run_id = r.id \
+     LEFT JOIN context_blobs b ON b.id = r.context_id \
+     LEFT JOIN context_chunks ch ON ch.blob_id = b.id AND ch.seq = 0 AND b.bytes <= 1048576";
 
 /// What a new run is given as `context`.
 #[derive(Debug, Clone)]
@@ -233,13 +244,10 @@ impl Store {
 
     /// What the run's REPL is to be given.
     pub async fn load_context(&self, id: RunId) -> StoreResult<StoredContext> {
-        let row = sqlx::query(
-            "SELECT r.context_id, r.context_format, r.context_description, c.context \
-             FROM runs r LEFT JOIN run_contexts c ON c.run_id = r.id WHERE r.id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("{CONTEXT_OF_RUN} WHERE r.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         match row {
             None => Ok(StoredContext::Empty),
             Some(row) => stored_from_row(&row),
@@ -253,11 +261,9 @@ impl Store {
         id: RunId,
         turn: u32,
     ) -> StoreResult<Vec<(u32, StoredContext)>> {
-        let rows = sqlx::query(
-            "SELECT r.turn, r.context_id, r.context_format, r.context_description, c.context \
-             FROM runs r LEFT JOIN run_contexts c ON c.run_id = r.id \
-             WHERE r.session_id = $1 AND r.turn < $2 ORDER BY r.turn",
-        )
+        let rows = sqlx::query(&format!(
+            "{CONTEXT_OF_RUN} WHERE r.session_id = $1 AND r.turn < $2 ORDER BY r.turn"
+        ))
         .bind(id.to_string())
         .bind(turn as i64)
         .fetch_all(&self.pool)
@@ -355,7 +361,7 @@ fn stored_from_row(row: &AnyRow) -> StoreResult<StoredContext> {
     };
     let format: Option<String> = row.try_get("context_format")?;
     let corrupt = || StoreError::Corrupt(format!("the context reference {id:?}"));
-    Ok(StoredContext::Blob(ContextRef {
+    let reference = ContextRef {
         id: ContextId::parse(&id).ok_or_else(corrupt)?,
         format: format
             .as_deref()
@@ -364,5 +370,7 @@ fn stored_from_row(row: &AnyRow) -> StoreResult<StoredContext> {
         description: row
             .try_get::<Option<String>, _>("context_description")?
             .unwrap_or_default(),
-    }))
+    };
+    let small = row.try_get("small")?;
+    Ok(StoredContext::Blob { reference, small })
 }

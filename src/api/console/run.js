@@ -4,12 +4,18 @@
 
 function runPage(id) {
   main.replaceChildren(el("p", { class: "muted" }, "Loading…"));
-  let pending = null, ended = false;
+  // A finished run's record no longer changes: once it is drawn, the events its stream
+  // replays must not redraw it (which would close what the reader has opened).
+  let pending = null, ended = false, final = false;
   const refresh = () => {
-    if (pending) return;
+    if (pending || final) return;
     pending = setTimeout(async () => {
       pending = null;
-      try { renderRun(await api(`/v1/runs/${id}/trajectory`), ended); } catch (error) { showError(error); }
+      try {
+        const trajectory = await api(`/v1/runs/${id}/trajectory`);
+        final = !["queued", "running"].includes(trajectory.run.status);
+        renderRun(trajectory, ended || final);
+      } catch (error) { showError(error); }
     }, 150);
   };
   refresh();
