@@ -23,6 +23,7 @@ echo "rlms $("$VENV/bin/python" -c 'from importlib.metadata import version; prin
   "$("$RLMD" --version 2>/dev/null || echo 'rlmd ?'), N=$N, reps=$REPS"
 
 WORK=$(mktemp -d /tmp/rlmd-compare.XXXXXX)
+chmod 755 "$WORK"   # REPL users must reach the scratch directory below it
 OUT=$WORK/results.jsonl
 FAKE_PID= RLMD_PID=
 cleanup() {
@@ -44,7 +45,7 @@ for lat in $LATENCIES; do
 
   dir=$WORK/rlmd-$lat && mkdir -p "$dir/scratch"
   RLM_BIND=${RLMD_URL#http://} DATABASE_URL=sqlite://$dir/rlmd.db OPENAI_BASE_URL=$FAKE/v1 \
-    OPENAI_API_KEY=test RLM_SCRATCH_DIR=$dir/scratch "$RLMD" serve >"$dir/rlmd.log" 2>&1 &
+    OPENAI_API_KEY=test RLM_SCRATCH_DIR=$dir/scratch RLM_CONTEXT_CACHE_DIR=$dir/contexts "$RLMD" serve >"$dir/rlmd.log" 2>&1 &
   RLMD_PID=$!
   wait_for "$RLMD_URL/healthz"
 
