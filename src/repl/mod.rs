@@ -21,6 +21,7 @@ mod procfs;
 pub mod protocol;
 mod sandbox;
 mod seccomp;
+mod sweep;
 mod watchdog;
 pub mod zygote;
 

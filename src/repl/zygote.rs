@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{child, fdpass, sandbox, seccomp};
+use super::{child, fdpass, sandbox, seccomp, sweep};
 
 /// What the server asks of the zygote.
 #[derive(Debug, Serialize, Deserialize)]
@@ -207,45 +207,11 @@ impl Zygote {
         }
     }
 
-    /// Kills every process of `uid`; whether none is left. A child becomes that user and
-    /// sends SIGKILL to all it may signal, which is exactly that user's processes (a fork
-    /// racing with it is stopped by the kernel), and then checks that it is alone: with a
-    /// limit of two processes for its user, its own fork succeeds only if no other process
-    /// (not even a zombie) of the user is left. Forked from the zygote, which is small,
-    /// rather than from the server, whose every page a fork would make copy-on-write. While
-    /// it waits, the zygote reaps whatever else ends (the REPL's own zombies included).
+    /// Kills every process of `uid`; whether none is left (see `sweep`). Made from the
+    /// zygote, which is small, rather than from the server; between its rounds the zygote
+    /// reaps whatever ended (the REPL's own zombies included).
     fn sweep(&mut self, uid: u32) -> Result<bool, String> {
-        // SAFETY: the child only makes system calls and exits.
-        let killer = unsafe { libc::fork() };
-        if killer < 0 {
-            return Err(io::Error::last_os_error().to_string());
-        }
-        if killer == 0 {
-            // SAFETY: see above.
-            unsafe { libc::_exit(kill_all_as(uid)) };
-        }
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a valid pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-            if pid == killer {
-                return match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
-                    (true, 0) => Ok(true),
-                    (true, 1) => Ok(false),
-                    _ => Err(format!("could not become user {uid} to stop its processes")),
-                };
-            }
-            if pid > 0 {
-                if let Some(id) = self.live.remove(&pid) {
-                    notify(&Notice::Exited { id, status });
-                }
-                continue;
-            }
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(error.to_string());
-            }
-        }
+        sweep::sweep(uid, || self.reap())
     }
 
     /// Reaps every child that ended and reports it.
@@ -289,45 +255,6 @@ fn become_repl(
         return 121;
     }
     child::serve_forked(py, prelude, &PathBuf::from(&confinement.workdir))
-}
-
-/// In the sweep's child: becomes `uid` and kills its processes until none is left. The
-/// exit code: 0 when clean, 1 when some survive, 3 when it could not become the user.
-fn kill_all_as(uid: u32) -> i32 {
-    // SAFETY: system calls on the calling process and its own fork only.
-    unsafe {
-        // Without its capabilities (a zygote that is not root keeps CAP_KILL across
-        // setuid), kill(-1) would reach every process of the host, and the process limit
-        // would not hold for it.
-        let alone_limit = libc::rlimit {
-            rlim_cur: 2,
-            rlim_max: 2,
-        };
-        if libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setresgid(uid, uid, uid) != 0
-            || libc::setresuid(uid, uid, uid) != 0
-            || sandbox::clear_capabilities().is_err()
-            || libc::geteuid() != uid
-            || libc::setrlimit(libc::RLIMIT_NPROC, &alone_limit) != 0
-        {
-            return 3;
-        }
-        for round in 0..6 {
-            libc::kill(-1, libc::SIGKILL);
-            let probe = libc::fork();
-            if probe == 0 {
-                libc::_exit(0);
-            }
-            if probe > 0 {
-                libc::waitpid(probe, std::ptr::null_mut(), 0);
-                return 0;
-            }
-            // Killed processes are gone once the kernel has torn them down and their
-            // parent (or the zygote, for orphans) has reaped them.
-            std::thread::sleep(std::time::Duration::from_millis(1 << round));
-        }
-        1
-    }
 }
 
 fn notify(notice: &Notice) {
