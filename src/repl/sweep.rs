@@ -67,7 +67,10 @@ fn kill_and_check(uid: u32, stack: &mut [u8]) -> Result<bool, String> {
     match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
         (true, ALONE) => Ok(true),
         (true, NOT_ALONE) => Ok(false),
-        _ => Err(format!("could not become user {} to stop its processes", uid)),
+        _ => Err(format!(
+            "could not become user {} to stop its processes",
+            uid
+        )),
     }
 }
 
