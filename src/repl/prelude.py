@@ -9,6 +9,8 @@ import collections
 import io
 import json
 import linecache
+import mmap
+import os
 import sys
 import threading
 import time
@@ -155,9 +157,6 @@ def _load_context(fd, fmt):
     """The context held by the read-only file `fd` (closed here), read as `fmt`: "text" is
     a str, "json" one document, "jsonl" the list of one document per non-blank line. The
     file is mapped, not read: its bytes are decoded once, straight from the page cache."""
-    import mmap
-    import os
-
     try:
         if os.fstat(fd).st_size == 0:
             data = b""
@@ -243,9 +242,10 @@ class _LiveOutput:
             self._pending.append((stream, piece))
 
     def end(self):
-        """Sends what is left, before the block's end goes out."""
+        """Stops sending. What is left is not sent live: the block's end, which goes out
+        next, carries the whole output (a short block is then one message, not two)."""
         with self._lock:
-            self._send()
+            self._pending.clear()
             self._active = False
 
     def _run(self):

@@ -40,39 +40,78 @@ pub(super) async fn insert(
     kind: &str,
     data: &Value,
 ) -> StoreResult<StoredEvent> {
+    let mut stored = insert_many(conn, root_id, run_id, &[(kind, data)]).await?;
+    stored
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("an event was not stored".into()))
+}
+
+/// Appends events of one run, in order: the counter moves once for all of them and they
+/// go in as one statement (a run records several at each step).
+pub(super) async fn insert_many(
+    conn: &mut AnyConnection,
+    root_id: RunId,
+    run_id: RunId,
+    events: &[(&str, &Value)],
+) -> StoreResult<Vec<StoredEvent>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let created_at = now_ms();
-    let (seq, depth): (i64, i64) = sqlx::query_as(
-        "UPDATE runs SET event_seq = event_seq + 1 WHERE id = $1 \
+    let (last, depth): (i64, i64) = sqlx::query_as(
+        "UPDATE runs SET event_seq = event_seq + $3 WHERE id = $1 \
          RETURNING event_seq, (SELECT depth FROM runs WHERE id = $2)",
     )
     .bind(root_id.to_string())
     .bind(run_id.to_string())
+    .bind(events.len() as i64)
     .fetch_one(&mut *conn)
     .await?;
-    let mut data = data.clone();
-    if let Value::Object(map) = &mut data {
-        map.insert("depth".into(), depth.into());
+    let first = last - events.len() as i64 + 1;
+    let stored: Vec<StoredEvent> = events
+        .iter()
+        .zip(first..)
+        .map(|((kind, data), seq)| {
+            let mut data = (*data).clone();
+            if let Value::Object(map) = &mut data {
+                map.insert("depth".into(), depth.into());
+            }
+            StoredEvent {
+                root_id,
+                run_id,
+                seq,
+                kind: kind.to_string(),
+                data,
+                created_at,
+            }
+        })
+        .collect();
+    let rows: Vec<String> = (0..stored.len())
+        .map(|i| {
+            format!(
+                "($1, $2, $3, ${}, ${}, ${})",
+                4 + 3 * i,
+                5 + 3 * i,
+                6 + 3 * i
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO events (root_id, run_id, created_at, seq, type, data) VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(root_id.to_string())
+        .bind(run_id.to_string())
+        .bind(created_at);
+    for event in &stored {
+        query = query
+            .bind(event.seq)
+            .bind(event.kind.as_str())
+            .bind(event.data.to_string());
     }
-    sqlx::query(
-        "INSERT INTO events (root_id, seq, run_id, type, data, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(root_id.to_string())
-    .bind(seq)
-    .bind(run_id.to_string())
-    .bind(kind)
-    .bind(data.to_string())
-    .bind(created_at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(StoredEvent {
-        root_id,
-        run_id,
-        seq,
-        kind: kind.to_string(),
-        data,
-        created_at,
-    })
+    query.execute(&mut *conn).await?;
+    Ok(stored)
 }
 
 impl Store {

@@ -78,6 +78,9 @@ pub struct Trajectory {
     pub llm_calls: Vec<LlmCallRecord>,
 }
 
+/// Events inserted by one statement at most (three parameters each).
+const EVENTS_PER_STATEMENT: usize = 100;
+
 /// One piece of a run's record: a row, or an event announcing progress.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -97,16 +100,20 @@ impl Store {
         writes: &[Write],
     ) -> StoreResult<Vec<StoredEvent>> {
         let mut tx = self.write_tx().await?;
-        let mut stored = Vec::new();
+        let mut announced = Vec::new();
         for write in writes {
             match write {
                 Write::Iteration(it) => insert_iteration(&mut tx, run_id, it).await?,
                 Write::CodeBlock(block) => insert_code_block(&mut tx, run_id, block).await?,
                 Write::LlmCall(call) => insert_llm_call(&mut tx, run_id, call).await?,
-                Write::Event { kind, data } => {
-                    stored.push(events::insert(&mut tx, root_id, run_id, kind, data).await?)
-                }
+                // In order, after the rows (which no one sees before the commit anyway).
+                Write::Event { kind, data } => announced.push((kind.as_str(), data)),
             }
+        }
+        let mut stored = Vec::with_capacity(announced.len());
+        // Bounded statements: a flush after a long wait may hold many events.
+        for batch in announced.chunks(EVENTS_PER_STATEMENT) {
+            stored.extend(events::insert_many(&mut tx, root_id, run_id, batch).await?);
         }
         tx.commit().await?;
         Ok(stored)
