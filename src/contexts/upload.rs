@@ -33,25 +33,6 @@ pub struct Received {
 /// Receives `body` as a context of `format`, refusing more than `max_bytes`.
 pub async fn receive<S, B, E>(
     cache: &ContextCache,
-    body: S,
-    format: ContextFormat,
-    max_bytes: u64,
-) -> Result<Received, UploadError>
-where
-    S: Stream<Item = Result<B, E>> + Unpin,
-    B: AsRef<[u8]>,
-    E: std::fmt::Display,
-{
-    let part = cache.part_path();
-    let received = receive_into(cache, &part, body, format, max_bytes).await;
-    // Adopted, the part is gone; otherwise it must go.
-    let _ = tokio::fs::remove_file(&part).await;
-    received
-}
-
-async fn receive_into<S, B, E>(
-    cache: &ContextCache,
-    part: &Path,
     mut body: S,
     format: ContextFormat,
     max_bytes: u64,
@@ -61,21 +42,43 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
-    let storage = |e: std::io::Error| UploadError::Storage(e.to_string());
-    let file = tokio::fs::File::create(part).await.map_err(storage)?;
-    let mut file = BufWriter::with_capacity(CHUNK_BYTES, file);
-    let mut received = 0u64;
-    while let Some(piece) = body.next().await {
-        let piece = piece.map_err(|e| UploadError::Interrupted(e.to_string()))?;
-        received += piece.as_ref().len() as u64;
-        if received > max_bytes {
-            return Err(UploadError::TooLarge(max_bytes));
+    let part = cache.part_path();
+    let spooled = async {
+        let file = tokio::fs::File::create(&part).await.map_err(storage)?;
+        let mut file = BufWriter::with_capacity(CHUNK_BYTES, file);
+        let mut received = 0u64;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| UploadError::Interrupted(e.to_string()))?;
+            received += piece.as_ref().len() as u64;
+            if received > max_bytes {
+                return Err(UploadError::TooLarge(max_bytes));
+            }
+            file.write_all(piece.as_ref()).await.map_err(storage)?;
         }
-        file.write_all(piece.as_ref()).await.map_err(storage)?;
+        file.flush().await.map_err(storage)?;
+        file.into_inner().sync_all().await.map_err(storage)
     }
-    file.flush().await.map_err(storage)?;
-    file.into_inner().sync_all().await.map_err(storage)?;
+    .await;
+    let received = match spooled {
+        Ok(()) => keep(cache, &part, format).await,
+        Err(error) => Err(error),
+    };
+    // Adopted, the part is gone; otherwise it must go.
+    let _ = tokio::fs::remove_file(&part).await;
+    received
+}
 
+fn storage(error: std::io::Error) -> UploadError {
+    UploadError::Storage(error.to_string())
+}
+
+/// Reads the spooled `part` once (id, check, description), stores its bytes unless they
+/// are stored already, and makes it the cached file.
+async fn keep(
+    cache: &ContextCache,
+    part: &Path,
+    format: ContextFormat,
+) -> Result<Received, UploadError> {
     let path = part.to_path_buf();
     let scanned = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
