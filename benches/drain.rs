@@ -67,6 +67,17 @@ fn tree_cpu_ticks(pid: u32) -> u64 {
     total
 }
 
+/// Clock ticks of CPU used by `pid` itself (all its threads), without its children.
+fn own_cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11..13]
+        .iter()
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
 fn ticks_per_second() -> f64 {
     // SAFETY: sysconf with a constant argument.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
@@ -128,6 +139,7 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
 
     let pid = server.pid();
     let cpu_before = tree_cpu_ticks(pid);
+    let server_before = own_cpu_ticks(pid);
     let started = Instant::now();
     stream::iter(0..runs)
         .map(submit)
@@ -143,6 +155,7 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
     }
     let wall = started.elapsed();
     let cpu = (tree_cpu_ticks(pid) - cpu_before) as f64 / ticks_per_second();
+    let server_cpu = (own_cpu_ticks(pid) - server_before) as f64 / ticks_per_second();
     let failed = count(&server, "failed").await;
     let last = server.get("/v1/runs?limit=1").await;
     let last = &last["runs"][0];
@@ -152,11 +165,13 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
         "{last}"
     );
     println!(
-        "{runs} two-turn runs, {workers:>2} workers | {:>6.1} runs/s (submitted in {:.2} s, drained in {:.2} s) | CPU per run {:>5.2} ms (server tree) | failed {failed}",
+        "{runs} two-turn runs, {workers:>2} workers | {:>6.1} runs/s (submitted in {:.2} s, drained in {:.2} s) | CPU per run {:>5.2} ms (server tree; the server itself {:.2}, zygote and REPLs {:.2}) | failed {failed}",
         runs as f64 / wall.as_secs_f64(),
         submitted.as_secs_f64(),
         wall.as_secs_f64(),
         cpu * 1000.0 / runs as f64,
+        server_cpu * 1000.0 / runs as f64,
+        (cpu - server_cpu) * 1000.0 / runs as f64,
     );
     server.terminate();
 }
