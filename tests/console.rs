@@ -45,13 +45,11 @@ async fn the_console_loads_every_page_without_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_submitted_from_the_form_completes_on_screen() {
-    let model = FakeModel::start(
-        vec![
-            code("n = len(context.split())\nprint(n)"),
-            code("answer['content'] = f'{n} words'\nanswer['ready'] = True"),
-        ],
-        |_| text("unused"),
-    )
+    // Each run: count the words, then answer.
+    let model = FakeModel::with_script(Duration::ZERO, |request, _| match request.turn() {
+        1 => code("n = len(context.split())\nprint(n)"),
+        _ => code("answer['content'] = f'{n} words'\nanswer['ready'] = True"),
+    })
     .await;
     let app = spawn_app(&model).await;
 
@@ -65,6 +63,24 @@ async fn a_run_submitted_from_the_form_completes_on_screen() {
         .contains("len(context.split())"));
     let run = app.run(seen["run_id"].as_str().unwrap()).await;
     assert_eq!(run["prompt"], "How many words are in the context?");
+
+    // A chosen file is uploaded as a context and the run names it.
+    let seen = browser(&app, "submit", Some("file")).await;
+    assert_eq!(seen["answer"], "5 words", "{seen}");
+    let run = app.run(seen["run_id"].as_str().unwrap()).await;
+    let (status, uploaded) = app.get("/v1/contexts").await;
+    assert_eq!(status, 200);
+    let upload = &uploaded["contexts"][0];
+    let name = upload["name"].as_str().unwrap();
+    assert!(
+        name.starts_with("rlmd-console-") && name.ends_with(".txt"),
+        "{upload}"
+    );
+    assert_eq!(
+        (&upload["format"], &upload["bytes"]),
+        (&json!("text"), &json!(23))
+    );
+    assert_eq!(run["context_id"], upload["id"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,7 +35,14 @@ def submit(page, out):
     page.goto(base + "/#/submit")
     page.wait_for_selector("#prompt")
     page.fill("#prompt", "How many words are in the context?")
-    page.fill("#context", "one two three four")
+    if arg == "file":
+        # A context file is uploaded (POST /v1/contexts) and the run names it by id.
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"rlmd-console-{os.getpid()}.txt")
+        with open(path, "w") as handle:
+            handle.write("one two three four five")
+        page.set_input_files("#context-file", path)
+    else:
+        page.fill("#context", "one two three four")
     page.click("#submit-run")
     page.wait_for_url("**/#/runs/*", timeout=WAIT)
     out["run_id"] = page.url.split("#/runs/")[1]

@@ -22,10 +22,10 @@ function authHeaders() {
 async function api(path, options = {}) {
   const headers = Object.assign({}, authHeaders(), options.headers || {});
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method: options.method || "GET", headers, signal: options.signal,
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
-  });
+  // A file goes as it is (the browser streams it from disk), not as JSON.
+  const body = options.file !== undefined ? options.file
+    : options.body === undefined ? undefined : JSON.stringify(options.body);
+  const response = await fetch(path, { method: options.method || "GET", headers, signal: options.signal, body });
   if (response.status === 401) askForKey();
   if (!response.ok) {
     let error = {};
@@ -234,8 +234,21 @@ async function submitPage() {
   const form = el("form", { class: "submit", onsubmit: async event => {
     event.preventDefault();
     const body = { prompt: prompt.value };
-    const text = file.files[0] ? await file.files[0].text() : context.value;
-    if (text) body.context = text;
+    try {
+      const chosen = file.files[0];
+      if (chosen) {
+        // Uploaded once and named by id: a file may be far larger than a request body.
+        const format = /\.(jsonl|ndjson)$/i.test(chosen.name) ? "jsonl" : /\.json$/i.test(chosen.name) ? "json" : "text";
+        message.replaceChildren(el("p", { class: "muted" }, `Uploading ${chosen.name}…`));
+        const query = `format=${format}&name=${encodeURIComponent(chosen.name.slice(0, 200))}`;
+        body.context_id = (await api(`/v1/contexts?${query}`, { method: "POST", file: chosen })).id;
+      } else if (context.value) {
+        body.context = context.value;
+      }
+    } catch (error) {
+      message.replaceChildren(el("div", { class: "card error-box", role: "alert" }, `${error.code}: ${error.message}`));
+      return;
+    }
     const number = input => input.value === "" ? undefined : Number(input.value);
     Object.assign(body, { provider: provider.value || undefined, model: model.value || undefined,
       sub_model: subModel.value || undefined, max_depth: number(depth), max_iterations: number(iterations) });
