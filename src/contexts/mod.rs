@@ -6,6 +6,7 @@
 //! through a pipe nor sits in the server's memory.
 
 mod cache;
+mod guard;
 mod scan;
 mod upload;
 
@@ -15,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use cache::{CacheError, ContextCache, ContextFile, OpenedContext};
-pub use scan::{group_digits, scan, Scanned, MAX_CONTEXT_DEPTH, MAX_INT_DIGITS};
+pub use guard::{MAX_CONTEXT_DEPTH, MAX_INT_DIGITS};
+pub use scan::{group_digits, scan, Scanned};
 pub use upload::{receive, Received, UploadError};
 
 /// How the REPL reads a context's bytes into `context`.
