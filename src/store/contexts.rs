@@ -144,7 +144,7 @@ impl Store {
     }
 
     /// Records an upload for `owner`; true when the key did not have it yet. An upload
-    /// of the same bytes again takes the new format, description and name.
+    /// of the same bytes again takes the new format and description (and name, if given).
     pub async fn put_context(
         &self,
         owner: Option<KeyId>,
@@ -152,7 +152,7 @@ impl Store {
     ) -> StoreResult<bool> {
         let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
-            "UPDATE contexts SET format = $1, description = $2, name = $3 \
+            "UPDATE contexts SET format = $1, description = $2, name = COALESCE($3, name) \
              WHERE owner_key = $4 AND id = $5",
         )
         .bind(entry.format.as_str())
