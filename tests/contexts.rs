@@ -76,7 +76,10 @@ async fn an_upload_is_stored_once_by_its_hash_and_read_by_code() {
     let (status, again) = upload(&app, None, "", text.clone().into_bytes()).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["id"], id.as_str());
-    assert_eq!(again["name"], "book", "an upload without a name keeps the one it had");
+    assert_eq!(
+        again["name"], "book",
+        "an upload without a name keeps the one it had"
+    );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM context_blobs").await, 1);
     let chunks = count(&app, "SELECT COUNT(*) FROM context_chunks").await;
     assert_eq!(chunks, text.len().div_ceil(1 << 20) as i64);
