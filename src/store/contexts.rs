@@ -272,17 +272,6 @@ impl Store {
             .map(|row| Ok((row.try_get::<i64, _>("turn")? as u32, stored_from_row(row)?)))
             .collect()
     }
-
-    /// The id of the context a run was given, if it was given one as a blob.
-    pub async fn run_context_id(&self, id: RunId) -> StoreResult<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT context_id FROM runs WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?
-                .flatten(),
-        )
-    }
 }
 
 /// Stores an inline context's bytes (inside the caller's transaction) unless they are
