@@ -47,7 +47,7 @@ impl Store {
         .bind(key.max_concurrent_runs.map(i64::from))
         .bind(key.max_queued_runs.map(i64::from))
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await;
         match row {
             Ok(row) => key_from_row(&row),
@@ -74,7 +74,7 @@ impl Store {
         ))
         .bind(now_ms())
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         match row {
             Some(row) => key_from_row(&row),

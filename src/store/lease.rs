@@ -138,7 +138,7 @@ impl Store {
         .bind(now_ms() + ttl.as_millis() as i64)
         .bind(id.to_string())
         .bind(owner)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(match row {
             None => LeaseState::Lost,

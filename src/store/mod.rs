@@ -71,12 +71,20 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Connections that read a SQLite file at once.
+const SQLITE_READERS: u32 = 4;
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. On SQLite one connection: the file takes one writer at a time anyway, and
+    /// writers waiting on each other inside SQLite (busy retries, a thread each) cost far
+    /// more than waiting in line for the connection. Reads never wait for it (WAL).
+    writer: AnyPool,
     sql: &'static Dialect,
     /// The URL connected to (with, on PostgreSQL, this node's name as application_name).
     url: Arc<str>,
@@ -90,9 +98,10 @@ impl Store {
     pub async fn connect(database_url: &str) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let sql = backend_of(database_url)?;
-        let (pool, url, node) = if sql.name == "sqlite" {
+        let (pool, writer, url, node) = if sql.name == "sqlite" {
             (
-                connect_sqlite(database_url).await?,
+                connect_sqlite(database_url, SQLITE_READERS).await?,
+                connect_sqlite(database_url, 1).await?,
                 database_url.into(),
                 None,
             )
@@ -105,10 +114,11 @@ impl Store {
                 .min_connections(1)
                 .connect(&url)
                 .await?;
-            (pool, url.into(), Some(node.into()))
+            (pool.clone(), pool, url.into(), Some(node.into()))
         };
         let store = Self {
             pool,
+            writer,
             sql,
             url,
             node,
@@ -138,7 +148,7 @@ impl Store {
 
     /// A transaction that writes (see the dialects for how each backend begins one).
     async fn write_tx(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(self.pool.begin_with(self.sql.begin_write).await?)
+        Ok(self.writer.begin_with(self.sql.begin_write).await?)
     }
 
     /// Locks the tree rooted at `root_id` for the rest of the transaction (PostgreSQL; a
@@ -155,6 +165,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -172,7 +183,7 @@ fn backend_of(database_url: &str) -> StoreResult<&'static Dialect> {
 /// SQLite through the `Any` driver, which takes only a URL: the file is created (in WAL
 /// mode, which the file keeps) with the native driver first, and each pooled connection
 /// gets its per-connection settings as it opens.
-async fn connect_sqlite(database_url: &str) -> StoreResult<AnyPool> {
+async fn connect_sqlite(database_url: &str, connections: u32) -> StoreResult<AnyPool> {
     let mut create = SqliteConnectOptions::from_str(database_url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -181,7 +192,7 @@ async fn connect_sqlite(database_url: &str) -> StoreResult<AnyPool> {
     create.execute("SELECT 1").await?;
     create.close().await?;
     Ok(AnyPoolOptions::new()
-        .max_connections(8)
+        .max_connections(connections)
         .min_connections(1)
         .after_connect(|conn, _| {
             Box::pin(async move {

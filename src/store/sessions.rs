@@ -74,7 +74,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(owner.map(|k| k.0))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         session_from_row(&row)
     }
@@ -137,7 +137,7 @@ impl Store {
         sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2 AND status = 'open'")
             .bind(now_ms())
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -27,7 +27,7 @@ impl Store {
         .bind(now)
         .bind(now + hold_ms)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         ids.into_iter().map(parse_id).collect()
     }
@@ -39,7 +39,7 @@ impl Store {
         )
         .bind(now_ms() + hold_ms)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -52,7 +52,7 @@ impl Store {
         )
         .bind(state)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
