@@ -14,6 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::guards;
 use super::schema::ErrorBody;
 use super::AppState;
 use crate::contexts::{self, ContextFormat, ContextId, UploadError};
@@ -88,17 +89,8 @@ async fn upload(
         }
         other => other,
     };
-    let too_large = |max: u64| {
-        ApiError::PayloadTooLarge(format!(
-            "the context is larger than this server accepts ({max} bytes, RLM_MAX_CONTEXT_BYTES)"
-        ))
-    };
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    if announced.is_some_and(|n| n > state.max_context_bytes) {
-        return Err(too_large(state.max_context_bytes));
-    }
+    // An announced length over the limit was refused before this ran (guards.rs); a
+    // chunked body is cut off at the limit as it streams in.
     let received = contexts::receive(
         &state.contexts,
         body.into_data_stream(),
@@ -107,7 +99,7 @@ async fn upload(
     )
     .await
     .map_err(|error| match error {
-        UploadError::TooLarge(max) => too_large(max),
+        UploadError::TooLarge(max) => guards::context_too_large(max),
         UploadError::Invalid(why) => ApiError::bad_request("invalid_context", why),
         UploadError::Interrupted(why) => ApiError::bad_request(
             "upload_interrupted",

@@ -16,9 +16,24 @@ pub fn too_large() -> ApiError {
     )
 }
 
-/// Middleware: answers 413 at once when the announced body is over the limit.
+/// The limits an announced body is held to: a context upload streams to disk under its own.
+#[derive(Clone, Copy)]
+pub struct BodyLimits {
+    /// `RLM_MAX_BODY_BYTES`.
+    pub body: u64,
+    /// `RLM_MAX_CONTEXT_BYTES`, for `POST /v1/contexts`.
+    pub context: u64,
+}
+
+pub fn context_too_large(max: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the context is larger than this server accepts ({max} bytes, RLM_MAX_CONTEXT_BYTES)"
+    ))
+}
+
+/// Middleware: answers 413 at once when the announced body is over its limit.
 pub async fn refuse_announced(
-    State(max_body_bytes): State<usize>,
+    State(limits): State<BodyLimits>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -27,12 +42,14 @@ pub async fn refuse_announced(
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    // An upload of a context streams to disk under its own limit (RLM_MAX_CONTEXT_BYTES).
-    let streamed = request.method() == Method::POST && request.uri().path() == "/v1/contexts";
-    if !streamed && announced.is_some_and(|length| length > max_body_bytes as u64) {
-        return too_large().into_response();
+    let upload = request.method() == Method::POST && request.uri().path() == "/v1/contexts";
+    match announced {
+        Some(length) if upload && length > limits.context => {
+            context_too_large(limits.context).into_response()
+        }
+        Some(length) if !upload && length > limits.body => too_large().into_response(),
+        _ => next.run(request).await,
     }
-    next.run(request).await
 }
 
 /// The answer for a known path asked with a method it does not have (axum adds `Allow`).

@@ -83,13 +83,17 @@ pub fn router(state: AppState, max_body_bytes: usize, cors_origins: &[String]) -
         .merge(openai::router())
         .split_for_parts();
     openapi::publish(&document);
+    let limits = guards::BodyLimits {
+        body: max_body_bytes as u64,
+        context: state.max_context_bytes,
+    };
     let router = routes
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // After every merge: it reaches only the routes already added.
         .method_not_allowed_fallback(guards::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(from_fn_with_state(max_body_bytes, guards::refuse_announced));
+        .layer(from_fn_with_state(limits, guards::refuse_announced));
     // Outside authentication, so a browser's preflight (which carries no key) is answered.
     let router = match auth::cors(cors_origins) {
         Some(cors) => router.layer(cors),
