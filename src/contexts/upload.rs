@@ -88,22 +88,16 @@ async fn keep(
     .map_err(|e| UploadError::Storage(e.to_string()))?
     .map_err(UploadError::Invalid)?;
 
-    let store = cache.store();
-    let already_stored = store
-        .blob_bytes(&scanned.id)
+    // The bytes are read again only if the database does not have them yet.
+    let mut reader = tokio::fs::File::open(part).await.map_err(storage)?;
+    let stored = cache
+        .store()
+        .store_blob(&scanned.id, scanned.bytes, &mut reader)
         .await
-        .map_err(|e| UploadError::Storage(e.to_string()))?
-        .is_some();
-    if !already_stored {
-        let mut reader = tokio::fs::File::open(part).await.map_err(storage)?;
-        store
-            .store_blob(&scanned.id, scanned.bytes, &mut reader)
-            .await
-            .map_err(|e| UploadError::Storage(e.to_string()))?;
-    }
+        .map_err(|e| UploadError::Storage(e.to_string()))?;
     cache.adopt(part, &scanned.id).map_err(storage)?;
     Ok(Received {
         scanned,
-        already_stored,
+        already_stored: !stored,
     })
 }

@@ -109,17 +109,18 @@ impl Store {
         )
     }
 
-    /// Stores the blob `id` read from `bytes` (to its end), unless it is stored already.
-    /// The blob's row goes last: once it exists, so do all its chunks.
+    /// Stores the blob `id` read from `bytes` (to its end), unless it is stored already;
+    /// true when this call stored it. The blob's row goes last: once it exists, so do all
+    /// its chunks.
     pub async fn store_blob(
         &self,
         id: &ContextId,
         size: u64,
         bytes: &mut (impl tokio::io::AsyncRead + Unpin),
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         use tokio::io::AsyncReadExt;
         if self.blob_bytes(id).await?.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let mut seq = 0i64;
         loop {
@@ -134,7 +135,7 @@ impl Store {
                 if chunk.is_empty() {
                     insert_blob_row(&mut tx, id, size).await?;
                     tx.commit().await?;
-                    return Ok(());
+                    return Ok(true);
                 }
                 insert_chunk(&mut tx, id, seq, chunk).await?;
                 seq += 1;
