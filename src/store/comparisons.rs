@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::keys::KeyId;
+use super::page::Page;
 use super::runs::{parse_id, ListFilter, PREVIEW_CHARS};
 use super::{now_ms, Store, StoreError, StoreResult};
 use crate::domain::{RunId, RunStatus};
@@ -70,17 +71,14 @@ impl Store {
         &self,
         filter: &ListFilter<S>,
     ) -> StoreResult<Vec<ComparisonSummary>> {
-        let rows = sqlx::query(
-            "SELECT id, run_ids, created_at FROM comparisons \
-             WHERE ($1 IS NULL OR id < $1) AND ($4 IS NULL OR owner_key = $4) \
-             ORDER BY id DESC LIMIT $2 OFFSET $3",
-        )
-        .bind(filter.before.map(|id| id.to_string()))
-        .bind(filter.limit as i64)
-        .bind(filter.offset as i64)
-        .bind(filter.owner.map(|k| k.0))
-        .fetch_all(&self.pool)
-        .await?;
+        let page = Page::new(None)
+            .text_below("id", filter.before.map(|id| id.to_string()))
+            .int_equals("owner_key", filter.owner.map(|k| k.0));
+        let sql = page.sql("SELECT id, run_ids, created_at FROM comparisons", "id");
+        let rows = page
+            .bind(&sql, filter.limit, filter.offset)
+            .fetch_all(&self.pool)
+            .await?;
         let mut page = Vec::with_capacity(rows.len());
         for row in &rows {
             page.push((

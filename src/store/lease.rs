@@ -59,8 +59,8 @@ impl Store {
         Ok(count)
     }
 
-    /// Atomically takes the oldest claimable run: a queued one, or a running one whose
-    /// worker's lease ran out (and that has tries left). A run whose API key already has
+    /// Atomically takes a claimable run: the oldest running one whose worker's lease ran
+    /// out (and that has tries left), else the oldest queued one. A run whose API key already has
     /// its limit of root runs running (the key's own, else `max_running_per_key`) waits.
     pub async fn claim_run(
         &self,
@@ -76,21 +76,27 @@ impl Store {
         // Taken once the claim holds its lock, so that times follow the order of the writes
         // (a run that waited for another's end to be claimed starts after that end).
         let now = now_ms();
+        // Two probes, each walking `runs_by_status` in id order and stopping at the first
+        // claimable run: a lease that ran out first (its worker is gone), else the oldest
+        // queued run. One probe for both statuses (`status = 'queued' OR ...`) had to
+        // gather and sort every queued run on each claim.
+        let claimable = "q.attempts < $4 AND q.cancel_requested = 0 \
+             AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.session_id = q.session_id \
+                 AND p.turn < q.turn AND p.status IN ('queued', 'running')) \
+             AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = q.owner_key \
+                 AND COALESCE(k.max_concurrent_runs, $5) <= \
+                     (SELECT COUNT(*) FROM runs p WHERE p.owner_key = k.id \
+                      AND p.status = 'running' AND p.parent_id IS NULL AND p.id <> q.id))";
+        let skip_locked = self.sql.skip_locked;
         let claimed = sqlx::query(&format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
                  attempts = attempts + 1, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT q.id FROM runs q \
-                         WHERE (q.status = 'queued' OR (q.status = 'running' AND q.lease_expires_at < $3)) \
-                           AND q.attempts < $4 AND q.cancel_requested = 0 \
-                           AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.session_id = q.session_id \
-                               AND p.turn < q.turn AND p.status IN ('queued', 'running')) \
-                           AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = q.owner_key \
-                               AND COALESCE(k.max_concurrent_runs, $5) <= \
-                                   (SELECT COUNT(*) FROM runs p WHERE p.owner_key = k.id \
-                                    AND p.status = 'running' AND p.parent_id IS NULL AND p.id <> q.id)) \
-                         ORDER BY q.id LIMIT 1{}) \
-             RETURNING id, root_id, attempts, CASE WHEN started_at < $3 THEN 1 ELSE 0 END AS tried_before",
-            self.sql.skip_locked
+             WHERE id = COALESCE( \
+                 (SELECT q.id FROM runs q WHERE q.status = 'running' AND q.lease_expires_at < $3 \
+                    AND {claimable} ORDER BY q.id LIMIT 1{skip_locked}), \
+                 (SELECT q.id FROM runs q WHERE q.status = 'queued' \
+                    AND {claimable} ORDER BY q.id LIMIT 1{skip_locked})) \
+             RETURNING id, root_id, attempts, CASE WHEN started_at < $3 THEN 1 ELSE 0 END AS tried_before"
         ))
         .bind(owner)
         .bind(now + ttl.as_millis() as i64)

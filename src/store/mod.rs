@@ -14,6 +14,7 @@ mod idempotency;
 mod keys;
 mod lease;
 mod live;
+mod page;
 mod runs;
 mod sessions;
 mod signals;
@@ -194,6 +195,9 @@ async fn connect_sqlite(database_url: &str, connections: u32) -> StoreResult<Any
     Ok(AnyPoolOptions::new()
         .max_connections(connections)
         .min_connections(1)
+        // A local file does not drop a connection: pinging one before each use (the
+        // default) was a round trip to its thread on every query and transaction.
+        .test_before_acquire(false)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 conn.execute(

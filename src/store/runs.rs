@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 use super::contexts::{self, RunContext};
 use super::events::{self, StoredEvent};
 use super::keys::KeyId;
+use super::page::Page;
 use super::{json_text, now_ms, Store, StoreError, StoreResult};
 use crate::domain::{RunError, RunId, RunSpec, RunStatus};
 
@@ -157,18 +158,13 @@ impl Store {
             "r.prompt,",
             &format!("SUBSTR(r.prompt, 1, {}) AS prompt,", PREVIEW_CHARS + 1),
         );
-        let sql = format!(
-            "SELECT {columns} FROM runs r \
-             WHERE r.parent_id IS NULL AND ($1 IS NULL OR r.status = $1) AND ($2 IS NULL OR r.id < $2) \
-               AND ($5 IS NULL OR r.owner_key = $5) \
-             ORDER BY r.id DESC LIMIT $3 OFFSET $4"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(filter.status.map(RunStatus::as_str))
-            .bind(filter.before.map(|id| id.to_string()))
-            .bind(filter.limit as i64)
-            .bind(filter.offset as i64)
-            .bind(filter.owner.map(|k| k.0))
+        let page = Page::new(Some("r.parent_id IS NULL"))
+            .text_equals("r.status", filter.status.map(RunStatus::as_str))
+            .text_below("r.id", filter.before.map(|id| id.to_string()))
+            .int_equals("r.owner_key", filter.owner.map(|k| k.0));
+        let sql = page.sql(&format!("SELECT {columns} FROM runs r"), "r.id");
+        let rows = page
+            .bind(&sql, filter.limit, filter.offset)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(run_from_row).collect()

@@ -6,6 +6,7 @@ use sqlx::Row;
 
 use super::events::{self, StoredEvent};
 use super::keys::KeyId;
+use super::page::Page;
 use super::runs::{parse_id, ListFilter, PREVIEW_CHARS};
 use super::{now_ms, Store, StoreError, StoreResult};
 use crate::domain::RunId;
@@ -93,23 +94,24 @@ impl Store {
         filter: &ListFilter<SessionStatus>,
     ) -> StoreResult<Vec<(SessionRecord, Option<String>)>> {
         let columns = COLUMNS.replace(", ", ", s.");
-        let rows = sqlx::query(&format!(
-            "SELECT s.{columns}, (SELECT SUBSTR(r.prompt, 1, {}) FROM runs r \
-                 WHERE r.session_id = s.id ORDER BY r.turn DESC LIMIT 1) AS preview \
-             FROM sessions s \
-             WHERE ($1 IS NULL OR s.status = $1) AND ($2 IS NULL OR s.id < $2) \
-               AND ($5 IS NULL OR s.owner_key = $5) \
-             ORDER BY s.id DESC LIMIT $3 OFFSET $4",
-            // One more than a preview shows, so the preview knows the prompt goes on.
-            PREVIEW_CHARS + 1
-        ))
-        .bind(filter.status.map(SessionStatus::as_str))
-        .bind(filter.before.map(|id| id.to_string()))
-        .bind(filter.limit as i64)
-        .bind(filter.offset as i64)
-        .bind(filter.owner.map(|k| k.0))
-        .fetch_all(&self.pool)
-        .await?;
+        let page = Page::new(None)
+            .text_equals("s.status", filter.status.map(SessionStatus::as_str))
+            .text_below("s.id", filter.before.map(|id| id.to_string()))
+            .int_equals("s.owner_key", filter.owner.map(|k| k.0));
+        let sql = page.sql(
+            &format!(
+                "SELECT s.{columns}, (SELECT SUBSTR(r.prompt, 1, {}) FROM runs r \
+                     WHERE r.session_id = s.id ORDER BY r.turn DESC LIMIT 1) AS preview \
+                 FROM sessions s",
+                // One more than a preview shows, so the preview knows the prompt goes on.
+                PREVIEW_CHARS + 1
+            ),
+            "s.id",
+        );
+        let rows = page
+            .bind(&sql, filter.limit, filter.offset)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| Ok((session_from_row(row)?, row.try_get("preview")?)))
             .collect()
