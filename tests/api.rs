@@ -421,11 +421,24 @@ async fn many_runs_at_once_all_finish_with_their_own_answers() {
         let run = app.wait_for_end(&id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
         assert_eq!(run["answer"], format!("sub {i}a|sub {i}b|sub {i}c"));
+        let trajectory = app.trajectory(&id).await;
+        assert_eq!(run["usage"]["llm_calls"], 5, "{}", trajectory["llm_calls"]);
+        // Runs recording at once share transactions (SQLite): each still has its own
+        // record, and its own events numbered 1, 2, 3, ... in the order they happened.
+        let iterations = trajectory["iterations"].as_array().unwrap();
+        let blocks: Vec<usize> = iterations
+            .iter()
+            .map(|it| it["code_blocks"].as_array().map_or(0, Vec::len))
+            .collect();
+        assert_eq!(blocks, [1, 1], "{trajectory}");
+        let events = app.events(&id, None).await;
+        let numbers: Vec<i64> = events.iter().map(|e| e.id).collect();
+        assert_eq!(numbers, (1..=events.len() as i64).collect::<Vec<_>>());
+        assert!(events.iter().all(|e| e.data["run_id"] == id), "{id}");
+        let kinds: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
         assert_eq!(
-            run["usage"]["llm_calls"],
-            5,
-            "{}",
-            app.trajectory(&id).await["llm_calls"]
+            (kinds.first(), kinds.last()),
+            (Some(&"run.queued"), Some(&"run.succeeded"))
         );
     }
 }

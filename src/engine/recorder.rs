@@ -111,7 +111,7 @@ impl Recorder {
             if batch.is_empty() {
                 return Ok(());
             }
-            for event in store.record(root_id, run_id, &batch).await? {
+            for event in store.record(root_id, run_id, batch).await? {
                 bus.publish(event);
             }
             Ok(())

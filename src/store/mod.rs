@@ -10,6 +10,7 @@ mod comparisons;
 mod contexts;
 mod dialect;
 mod events;
+mod group_commit;
 mod idempotency;
 mod keys;
 mod lease;
@@ -91,6 +92,8 @@ pub struct Store {
     url: Arc<str>,
     /// On PostgreSQL, this node's name: the notices its transactions send carry it.
     node: Option<Arc<str>>,
+    /// On SQLite, where runs' records go to be written together (see `group_commit`).
+    group_commit: Option<Arc<group_commit::GroupCommit>>,
 }
 
 impl Store {
@@ -117,14 +120,19 @@ impl Store {
                 .await?;
             (pool.clone(), pool, url.into(), Some(node.into()))
         };
-        let store = Self {
+        let mut store = Self {
             pool,
             writer,
             sql,
             url,
             node,
+            group_commit: None,
         };
         store.migrate().await?;
+        if sql.name == "sqlite" {
+            let group = group_commit::GroupCommit::start(store.clone());
+            store.group_commit = Some(Arc::new(group));
+        }
         Ok(store)
     }
 

@@ -81,6 +81,32 @@ pub struct Trajectory {
 /// Events inserted by one statement at most (three parameters each).
 const EVENTS_PER_STATEMENT: usize = 100;
 
+/// Writes a run's records, then the events that announce them, inside the caller's
+/// transaction; returns the events as stored.
+pub(super) async fn write_records(
+    conn: &mut AnyConnection,
+    root_id: RunId,
+    run_id: RunId,
+    writes: &[Write],
+) -> StoreResult<Vec<StoredEvent>> {
+    let mut announced = Vec::new();
+    for write in writes {
+        match write {
+            Write::Iteration(it) => insert_iteration(conn, run_id, it).await?,
+            Write::CodeBlock(block) => insert_code_block(conn, run_id, block).await?,
+            Write::LlmCall(call) => insert_llm_call(conn, run_id, call).await?,
+            // In order, after the rows (which no one sees before the commit anyway).
+            Write::Event { kind, data } => announced.push((kind.as_str(), data)),
+        }
+    }
+    let mut stored = Vec::with_capacity(announced.len());
+    // Bounded statements: a flush after a long wait may hold many events.
+    for batch in announced.chunks(EVENTS_PER_STATEMENT) {
+        stored.extend(events::insert_many(conn, root_id, run_id, batch).await?);
+    }
+    Ok(stored)
+}
+
 /// One piece of a run's record: a row, or an event announcing progress.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -92,29 +118,30 @@ pub enum Write {
 
 impl Store {
     /// Writes a run's records and events, in order, in one transaction, and returns the
-    /// stored events (numbered) so they can be published.
+    /// stored events (numbered) so they can be published. On SQLite the transaction may
+    /// hold other runs' records too (see `group_commit`); it has committed when this
+    /// returns.
     pub async fn record(
+        &self,
+        root_id: RunId,
+        run_id: RunId,
+        writes: Vec<Write>,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        match &self.group_commit {
+            Some(group) => group.record(root_id, run_id, writes).await,
+            None => self.record_alone(root_id, run_id, &writes).await,
+        }
+    }
+
+    /// [`Store::record`] in a transaction of its own.
+    pub(super) async fn record_alone(
         &self,
         root_id: RunId,
         run_id: RunId,
         writes: &[Write],
     ) -> StoreResult<Vec<StoredEvent>> {
         let mut tx = self.write_tx().await?;
-        let mut announced = Vec::new();
-        for write in writes {
-            match write {
-                Write::Iteration(it) => insert_iteration(&mut tx, run_id, it).await?,
-                Write::CodeBlock(block) => insert_code_block(&mut tx, run_id, block).await?,
-                Write::LlmCall(call) => insert_llm_call(&mut tx, run_id, call).await?,
-                // In order, after the rows (which no one sees before the commit anyway).
-                Write::Event { kind, data } => announced.push((kind.as_str(), data)),
-            }
-        }
-        let mut stored = Vec::with_capacity(announced.len());
-        // Bounded statements: a flush after a long wait may hold many events.
-        for batch in announced.chunks(EVENTS_PER_STATEMENT) {
-            stored.extend(events::insert_many(&mut tx, root_id, run_id, batch).await?);
-        }
+        let stored = write_records(&mut tx, root_id, run_id, writes).await?;
         tx.commit().await?;
         Ok(stored)
     }
