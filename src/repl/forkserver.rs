@@ -216,6 +216,9 @@ fn start(program: &std::path::Path) -> io::Result<Arc<Running>> {
         .arg("zygote")
         .env_clear()
         .envs(sandbox::ENVIRONMENT.iter().copied())
+        // Symbols resolved at start: a REPL would otherwise resolve each function it is
+        // first to call, writing (so copying) the zygote's tables of them.
+        .env("LD_BIND_NOW", "1")
         .current_dir("/")
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::null())

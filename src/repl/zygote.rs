@@ -82,9 +82,13 @@ pub fn run() -> i32 {
             return 2;
         }
     };
+    // The loader has read it (see `forkserver::start`); model code sees the environment
+    // every REPL is given, without it. Still single-threaded here.
+    std::env::remove_var("LD_BIND_NOW");
     pyo3::prepare_freethreaded_python();
     let outcome = Python::with_gil(|py| -> PyResult<()> {
         let prelude = child::load_prelude(py)?;
+        prelude.call_method0("_warm_up")?;
         // What the zygote built is never collected: a child's collections leave those
         // pages alone, so fewer of them are copied on write.
         py.import("gc")?.call_method0("freeze")?;
