@@ -78,6 +78,19 @@ fn own_cpu_ticks(pid: u32) -> u64 {
         .sum()
 }
 
+/// CPU (user + system) this benchmark's own process has used: the fake model and the
+/// client, which share the machine's cores with the server.
+fn own_process_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 fn ticks_per_second() -> f64 {
     // SAFETY: sysconf with a constant argument.
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
@@ -140,6 +153,7 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
     let pid = server.pid();
     let cpu_before = tree_cpu_ticks(pid);
     let server_before = own_cpu_ticks(pid);
+    let bench_before = own_process_cpu();
     let started = Instant::now();
     stream::iter(0..runs)
         .map(submit)
@@ -156,6 +170,7 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
     let wall = started.elapsed();
     let cpu = (tree_cpu_ticks(pid) - cpu_before) as f64 / ticks_per_second();
     let server_cpu = (own_cpu_ticks(pid) - server_before) as f64 / ticks_per_second();
+    let bench_cpu = (own_process_cpu() - bench_before).as_secs_f64();
     let failed = count(&server, "failed").await;
     let last = server.get("/v1/runs?limit=1").await;
     let last = &last["runs"][0];
@@ -165,13 +180,14 @@ async fn drain(model: &FakeModel, runs: usize, workers: usize) {
         "{last}"
     );
     println!(
-        "{runs} two-turn runs, {workers:>2} workers | {:>6.1} runs/s (submitted in {:.2} s, drained in {:.2} s) | CPU per run {:>5.2} ms (server tree; the server itself {:.2}, zygote and REPLs {:.2}) | failed {failed}",
+        "{runs} two-turn runs, {workers:>2} workers | {:>6.1} runs/s (submitted in {:.2} s, drained in {:.2} s) | CPU per run {:>5.2} ms (server tree; the server itself {:.2}, zygote and REPLs {:.2}; fake model and client {:.2}) | failed {failed}",
         runs as f64 / wall.as_secs_f64(),
         submitted.as_secs_f64(),
         wall.as_secs_f64(),
         cpu * 1000.0 / runs as f64,
         server_cpu * 1000.0 / runs as f64,
         (cpu - server_cpu) * 1000.0 / runs as f64,
+        bench_cpu * 1000.0 / runs as f64,
     );
     server.terminate();
 }
