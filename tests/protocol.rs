@@ -185,6 +185,29 @@ async fn what_a_block_prints_reaches_followers_while_it_runs() {
 }
 
 #[tokio::test]
+async fn a_short_block_starts_no_sender_thread_and_a_long_one_gets_one() {
+    // Starting a thread costs every REPL CPU; only a block that outlasts an interval (or
+    // calls the server) needs one to send its output while it runs.
+    let model = FakeModel::start(
+        vec![
+            code("import os\nshort = len(os.listdir('/proc/self/task'))"),
+            code("import time\ntime.sleep(0.5)\nlong = len(os.listdir('/proc/self/task'))"),
+            code("answer['content'] = f'{short} {long}'\nanswer['ready'] = True"),
+        ],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Count threads.", json!(""))).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // The threads of the REPL process, as the kernel counts them.
+    assert_eq!(run["answer"], "1 2", "{}", app.trajectory(&id).await);
+}
+
+#[tokio::test]
 async fn live_output_is_bounded_by_the_output_limit() {
     let model = FakeModel::start(
         vec![

@@ -13,8 +13,8 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-use super::fdpass;
 use super::protocol::{read_frame_sync, write_frame_sync, ExecOutcome, FromChild, ToChild};
+use super::{fdpass, live};
 
 const PRELUDE: &str = include_str!("prelude.py");
 
@@ -54,6 +54,13 @@ pub fn load_prelude(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let prelude = PyModule::from_code(py, &source, c"rlmd_prelude.py", c"rlmd_prelude")?;
     prelude.setattr("_host", wrap_pyfunction!(host_call, &prelude)?)?;
     prelude.setattr("_emit", wrap_pyfunction!(emit_output, &prelude)?)?;
+    prelude.setattr("_live_timer", wrap_pyfunction!(live::live_timer, &prelude)?)?;
+    prelude.setattr(
+        "_start_live_sender",
+        wrap_pyfunction!(live::start_live_sender, &prelude)?,
+    )?;
+    prelude.setattr("_LIVE_SIGNAL", live::timer_signal())?;
+    prelude.setattr("_LIVE_INTERVAL", live::INTERVAL.as_secs_f64())?;
     Ok(prelude)
 }
 
@@ -233,7 +240,7 @@ pub fn describe(py: Python<'_>, error: &PyErr) -> String {
     format!("{kind}: {message}")
 }
 
-/// Called by the prelude's live-output thread: sends what a block printed so far, without
+/// Called by the live-output sender (see `live`): sends what a block printed so far, without
 /// waiting for an answer (the server sends none).
 #[pyfunction]
 #[pyo3(name = "_emit")]

@@ -13,6 +13,7 @@ mod fdpass;
 mod forkserver;
 mod identity;
 mod landlock;
+mod live;
 mod policy;
 mod postmortem;
 mod probe;

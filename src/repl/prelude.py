@@ -11,9 +11,9 @@ import json
 import linecache
 import mmap
 import os
+import signal
 import sys
 import threading
-import time
 import traceback
 
 _host = None  # set by the child process before init()
@@ -40,6 +40,9 @@ def _clean(text):
 
 
 def _call(request):
+    if request.get("fn") != "draft":
+        # A model call outlasts an interval: what the block printed is sent meanwhile.
+        _live.start_sending()
     reply = json.loads(_host(json.dumps(request)))
     if not reply["ok"]:
         raise RuntimeError(reply["value"])
@@ -191,6 +194,7 @@ def init(context_fd, context_format, tools):
     _ns.update(_pinned)
     _ns["answer"] = _Answer(content="", ready=False)
     sys.argv = ["repl"]
+    signal.signal(_LIVE_SIGNAL, _on_live_timer)
     errors = []
     for name, source in tools:
         filename = f"<tool {name}>"
@@ -212,10 +216,12 @@ def init(context_fd, context_format, tools):
 
 class _LiveOutput:
     """What the running block prints, sent to the server while the block runs (every
-    INTERVAL seconds at most, and no more than the block's output limit in all), so that
-    whoever follows the run sees progress. The full output still comes with the block's end."""
+    interval at most, and no more than the block's output limit in all), so that whoever
+    follows the run sees progress. The full output still comes with the block's end.
 
-    INTERVAL = 0.2
+    Sending is done by a thread that starts only once it is needed (see src/repl/live.rs):
+    when a block is still running after one interval (a timer's signal), or when a block
+    calls the server."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -224,16 +230,21 @@ class _LiveOutput:
         self._pending = collections.deque()
         self._left = 0
         self._active = False
-        self._thread = None
+        self._sending = False
 
     def begin(self, limit):
         with self._lock:
             self._pending.clear()
             self._left = limit
             self._active = True
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="rlmd-live-output", daemon=True)
-            self._thread.start()
+        if not self._sending and not _live_timer(_LIVE_INTERVAL):
+            self.start_sending()
+
+    def start_sending(self):
+        """From now on a thread sends, every interval, what was printed."""
+        if not self._sending:
+            self._sending = True
+            _start_live_sender(self)
 
     def add(self, stream, text):
         if self._active and self._left > 0:
@@ -244,16 +255,16 @@ class _LiveOutput:
     def end(self):
         """Stops sending. What is left is not sent live: the block's end, which goes out
         next, carries the whole output (a short block is then one message, not two)."""
+        if not self._sending:
+            _live_timer(0)
         with self._lock:
             self._pending.clear()
             self._active = False
 
-    def _run(self):
-        while True:
-            time.sleep(self.INTERVAL)
-            with self._lock:
-                if self._active and not self._send():
-                    return  # the pipe is gone: the process is ending
+    def tick(self):
+        """Called by the sender every interval: False once the pipe is gone."""
+        with self._lock:
+            return not self._active or self._send()
 
     def _send(self):
         merged = []
@@ -272,6 +283,12 @@ class _LiveOutput:
 
 
 _live = _LiveOutput()
+
+
+def _on_live_timer(signum, frame):
+    # A block is still running one interval after it began: hand its output to a sender.
+    if _live._active:
+        _live.start_sending()
 
 
 class _CappedText(io.TextIOBase):
@@ -447,6 +464,7 @@ def _warm_up():
     global _ns, _reserved, _pinned, _blocks_run, _host
     host, _host = _host, lambda request: '{"ok": true, "value": null}'
     _live.begin = lambda limit: None
+    _live.end = lambda: None
     fd = os.memfd_create("rlmd-warm-up")
     try:
         os.write(fd, b"warm")
@@ -459,6 +477,6 @@ def _warm_up():
             set_var("answer", '{"content": "", "ready": false}')
     finally:
         _host = host
-        del _live.begin
+        del _live.begin, _live.end
         _ns, _reserved, _pinned, _blocks_run = None, {}, {}, 0
         linecache.cache.clear()
