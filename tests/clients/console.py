@@ -27,6 +27,8 @@ def loads(page, out):
         page.locator("main h1", has_text=heading).wait_for(timeout=WAIT)
         out.setdefault("headings", []).append(page.text_content("main h1"))
     page.goto(base + "/#/providers")
+    # Only the hash changes: the runs page (a table too) stays until this one renders.
+    page.locator("main h1", has_text="Providers").wait_for(timeout=WAIT)
     page.wait_for_selector("main table tr td")
     out["provider_rows"] = page.locator("main table tr").count() - 1
 
