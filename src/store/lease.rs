@@ -60,8 +60,9 @@ impl Store {
     }
 
     /// Atomically takes a claimable run: the oldest running one whose worker's lease ran
-    /// out (and that has tries left), else the oldest queued one. A run whose API key already has
-    /// its limit of root runs running (the key's own, else `max_running_per_key`) waits.
+    /// out (and that has tries left), else the oldest queued one. A run whose API key
+    /// already has its limit of root runs running (the key's own, else
+    /// `max_running_per_key`) waits.
     pub async fn claim_run(
         &self,
         owner: &str,
