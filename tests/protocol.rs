@@ -208,6 +208,43 @@ async fn a_short_block_starts_no_sender_thread_and_a_long_one_gets_one() {
 }
 
 #[tokio::test]
+async fn what_a_block_prints_before_a_model_call_reaches_followers_during_the_call() {
+    // No timer fires while the REPL waits on the server: the call itself hands the output
+    // to the sender, and the server reads it while it makes the call.
+    let model = FakeModel::start(
+        vec![
+            code("print('asking')\nreply = llm_query('slow question')\nprint(reply)"),
+            code("answer['content'] = reply\nanswer['ready'] = True"),
+        ],
+        |_| Reply::Slow(Duration::from_millis(1500), "slow answer".into()),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let id = app.submit_ok(&task("Ask.", json!(""))).await;
+    let live = follow(&app, &id).await;
+    let run = app.wait_for_end(&id).await;
+
+    assert_eq!(
+        (&run["status"], &run["answer"]),
+        (&json!("succeeded"), &json!("slow answer")),
+        "{run}"
+    );
+    let when = |kind: &str| live.iter().find(|(_, e)| e.event == kind).unwrap();
+    let (heard, output) = when("code.output");
+    let (done, _) = when("code.executed");
+    assert!(output.data["data"]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("asking"));
+    assert!(
+        done.duration_since(*heard) > Duration::from_millis(1000),
+        "code.output came {:?} before code.executed",
+        done.duration_since(*heard)
+    );
+}
+
+#[tokio::test]
 async fn live_output_is_bounded_by_the_output_limit() {
     let model = FakeModel::start(
         vec![

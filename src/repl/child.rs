@@ -21,30 +21,34 @@ const PRELUDE: &str = include_str!("prelude.py");
 /// The child's end of the descriptor channel (a Unix socket): contexts arrive on it.
 pub const CONTEXT_CHANNEL: RawFd = 3;
 
+/// The pipe to the server, one lock per direction: live output is written while a model
+/// call waits for its reply. Holding the reading end is what makes a model call's request
+/// and reply a pair (see `host_call`).
 struct Pipe {
-    from_parent: File,
-    to_parent: File,
+    from_parent: Mutex<File>,
+    to_parent: Mutex<File>,
 }
 
 impl Pipe {
-    fn send(&mut self, message: &FromChild) -> io::Result<()> {
+    fn send(&self, message: &FromChild) -> io::Result<()> {
         let payload = serde_json::to_vec(message).map_err(io::Error::other)?;
-        write_frame_sync(&mut self.to_parent, &payload)
+        write_frame_sync(&mut *lock(&self.to_parent), &payload)
     }
 
-    fn receive(&mut self) -> io::Result<ToChild> {
-        let payload = read_frame_sync(&mut self.from_parent)?;
+    fn receive(&self) -> io::Result<ToChild> {
+        let payload = read_frame_sync(&mut *lock(&self.from_parent))?;
         serde_json::from_slice(&payload).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 }
 
-static PIPE: OnceLock<Mutex<Pipe>> = OnceLock::new();
+fn lock(file: &Mutex<File>) -> std::sync::MutexGuard<'_, File> {
+    file.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
-fn pipe() -> std::sync::MutexGuard<'static, Pipe> {
-    PIPE.get()
-        .expect("pipe is set before Python starts")
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+static PIPE: OnceLock<Pipe> = OnceLock::new();
+
+fn pipe() -> &'static Pipe {
+    PIPE.get().expect("pipe is set before Python starts")
 }
 
 /// In the zygote: the prelude, compiled and wired to the pipe functions, once for every
@@ -74,7 +78,7 @@ pub fn serve_forked(py: Python<'_>, prelude: &Bound<'_, PyModule>, workdir: &Pat
             return 2;
         }
     };
-    let _ = PIPE.set(Mutex::new(pipe));
+    let _ = PIPE.set(pipe);
     let served = set_home(py, workdir).and_then(|()| serve(py, prelude));
     match served {
         Ok(()) => 0,
@@ -119,8 +123,8 @@ fn take_pipe() -> io::Result<Pipe> {
     // SAFETY: both fds were just created by dup and are owned by nothing else.
     Ok(unsafe {
         Pipe {
-            from_parent: File::from_raw_fd(from_parent),
-            to_parent: File::from_raw_fd(to_parent),
+            from_parent: Mutex::new(File::from_raw_fd(from_parent)),
+            to_parent: Mutex::new(File::from_raw_fd(to_parent)),
         }
     })
 }
@@ -213,7 +217,7 @@ fn receive_context(py: Python<'_>) -> PyResult<RawFd> {
 
 /// The raw JSON frame that follows a `SetVar`.
 fn read_raw(py: Python<'_>) -> PyResult<String> {
-    py.allow_threads(|| read_frame_sync(&mut pipe().from_parent))
+    py.allow_threads(|| read_frame_sync(&mut *lock(&pipe().from_parent)))
         .and_then(|bytes| String::from_utf8(bytes).map_err(io::Error::other))
         .map_err(|e| PyRuntimeError::new_err(format!("pipe: {e}")))
 }
@@ -255,10 +259,11 @@ fn emit_output(py: Python<'_>, stream: String, text: String) -> PyResult<()> {
 #[pyo3(name = "_host")]
 fn host_call(py: Python<'_>, request: String) -> PyResult<String> {
     py.allow_threads(|| {
-        let mut pipe = pipe();
+        // Held from the request to its reply: calls from several threads take turns.
+        let mut replies = lock(&pipe().from_parent);
         let framed = format!(r#"{{"type":"host_call","call":{request}}}"#);
-        write_frame_sync(&mut pipe.to_parent, framed.as_bytes())?;
-        let reply = read_frame_sync(&mut pipe.from_parent)?;
+        write_frame_sync(&mut *lock(&pipe().to_parent), framed.as_bytes())?;
+        let reply = read_frame_sync(&mut *replies)?;
         String::from_utf8(reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     })
     .map_err(|e: io::Error| PyRuntimeError::new_err(format!("lost the connection to rlmd: {e}")))

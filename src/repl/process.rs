@@ -6,15 +6,14 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tokio::io::BufReader;
 use tokio::net::unix::pipe;
+
+mod exec;
 
 use super::fdpass;
 use super::forkserver::{self, Forked};
 use super::identity::ReplUid;
-use super::protocol::{
-    read_frame, write_frame, ExecOutcome, FromChild, HostCall, ToChild, ToolSource,
-};
+use super::protocol::{write_frame, FrameReader, FromChild, HostCall, ToChild, ToolSource};
 use super::watchdog::Watch;
 use super::{bounds, postmortem, sandbox, Sandbox};
 use crate::contexts::ContextFile;
@@ -71,7 +70,7 @@ pub struct ReplProcess {
     /// The child, forked by the zygote; dropping it kills the child's process group.
     forked: Forked,
     to_child: pipe::Sender,
-    from_child: BufReader<pipe::Receiver>,
+    from_child: FrameReader<pipe::Receiver>,
     /// The server's end of the descriptor channel, on which contexts are handed over.
     contexts: OwnedFd,
     stderr_log: PathBuf,
@@ -121,7 +120,7 @@ impl ReplProcess {
             .map_err(spawn_error)?;
         let to_child = pipe::Sender::from_owned_fd(to_child).map_err(spawn_error)?;
         let from_child =
-            BufReader::new(pipe::Receiver::from_owned_fd(from_child).map_err(spawn_error)?);
+            FrameReader::new(pipe::Receiver::from_owned_fd(from_child).map_err(spawn_error)?);
         let watch = uid.as_ref().map(|uid| {
             Watch::start(
                 uid.uid(),
@@ -196,65 +195,6 @@ impl ReplProcess {
             }
             FromChild::Failed { error } => Err(ReplError::Init(bounds::message(error))),
             other => Err(unexpected("initialized", &other)),
-        }
-    }
-
-    /// Runs one block. `timeout` counts only the time the child computes: while it waits
-    /// for a model call that it asked for, the clock stops.
-    pub async fn exec(
-        &mut self,
-        code: &str,
-        output_chars: usize,
-        timeout: Duration,
-        host: &impl Host,
-    ) -> Result<ExecOutcome, ReplError> {
-        self.send(&ToChild::Exec {
-            code: code.to_string(),
-            output_chars,
-        })
-        .await?;
-        let mut remaining = timeout;
-        // What reaches live subscribers is bounded like what the model sees.
-        let mut streamed = bounds::Budget::new(output_chars);
-        loop {
-            let started = Instant::now();
-            let message = match tokio::time::timeout(remaining, self.receive()).await {
-                Ok(message) => message?,
-                Err(_) => {
-                    self.kill().await;
-                    return Err(ReplError::Timeout(timeout));
-                }
-            };
-            remaining = remaining.saturating_sub(started.elapsed());
-            match message {
-                FromChild::HostCall { call } => {
-                    let reply = match self.limits.check_call(call) {
-                        Ok(call) => host.call(call).await,
-                        Err(refused) => Err(refused),
-                    };
-                    let (ok, value) = match reply {
-                        Ok(value) => (true, value),
-                        Err(message) => (false, serde_json::Value::String(message)),
-                    };
-                    self.send(&ToChild::HostReply { ok, value }).await?;
-                }
-                FromChild::Output { stream, text } => {
-                    if let Some(text) = streamed.admit(&text) {
-                        host.output(
-                            if stream == "stderr" {
-                                "stderr"
-                            } else {
-                                "stdout"
-                            },
-                            text,
-                        );
-                    }
-                }
-                FromChild::ExecDone(outcome) => {
-                    return Ok(self.limits.outcome(outcome, output_chars));
-                }
-                other => return Err(unexpected("a block's end", &other)),
-            }
         }
     }
 
@@ -349,7 +289,7 @@ impl ReplProcess {
     /// The child's next message. Its size is bounded before it is read, and text that is
     /// not UTF-8 is replaced rather than refused.
     async fn receive(&mut self) -> Result<FromChild, ReplError> {
-        match read_frame(&mut self.from_child, self.limits.max_frame_bytes).await {
+        match self.from_child.next(self.limits.max_frame_bytes).await {
             Ok(payload) => {
                 let text = String::from_utf8_lossy(&payload);
                 serde_json::from_str(&text).map_err(|e| {

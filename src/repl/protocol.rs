@@ -163,15 +163,44 @@ pub async fn write_frame(w: &mut (impl AsyncWrite + Unpin), payload: &[u8]) -> i
     w.flush().await
 }
 
-/// Reads one frame of at most `max` bytes; a larger one is `InvalidData`, refused before
-/// anything is allocated for it.
-pub async fn read_frame(r: &mut (impl AsyncRead + Unpin), max: usize) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = checked_len(len, max)?;
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).await?;
-    Ok(payload)
+/// Reads the frames of one stream. Waiting for a frame can be given up (in a `select!`)
+/// without losing bytes: what has arrived stays here for the next call.
+pub struct FrameReader<R> {
+    inner: R,
+    pending: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next frame of at most `max` bytes; a larger one is `InvalidData`, refused
+    /// before anything is allocated for it.
+    pub async fn next(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        loop {
+            let wanted = match self.pending.first_chunk::<4>() {
+                Some(&len) => {
+                    let frame_end = 4 + checked_len(len, max)?;
+                    if self.pending.len() >= frame_end {
+                        let frame = self.pending[4..frame_end].to_vec();
+                        self.pending.drain(..frame_end);
+                        return Ok(frame);
+                    }
+                    frame_end - self.pending.len()
+                }
+                None => 4,
+            };
+            self.pending.reserve(wanted.max(4096));
+            // Cancel-safe: a read abandoned before it completes has read nothing.
+            if self.inner.read_buf(&mut self.pending).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    }
 }
 
 fn checked_len(len: [u8; 4], max: usize) -> io::Result<usize> {
@@ -196,6 +225,42 @@ mod tests {
         let payload = read_frame_sync(&mut buf.as_slice()).unwrap();
         let msg: FromChild = serde_json::from_slice(&payload).unwrap();
         assert!(matches!(msg, FromChild::Initialized { tool_errors } if tool_errors.is_empty()));
+    }
+
+    #[tokio::test]
+    async fn frames_split_anywhere_and_a_given_up_read_lose_nothing() {
+        let mut wire = Vec::new();
+        for payload in [&b"first"[..], b"", &[7u8; 5000]] {
+            write_frame_sync(&mut wire, payload).unwrap();
+        }
+        let (mut writer, reader) = tokio::io::duplex(1 << 16);
+        let mut frames = FrameReader::new(reader);
+        // A wait given up mid-frame (3 bytes of the first length have come) must not eat
+        // what it had begun to read.
+        writer.write_all(&wire[..3]).await.unwrap();
+        let given_up =
+            tokio::time::timeout(std::time::Duration::ZERO, frames.next(MAX_FRAME_BYTES)).await;
+        assert!(given_up.is_err());
+        writer.write_all(&wire[3..7]).await.unwrap();
+        let given_up =
+            tokio::time::timeout(std::time::Duration::ZERO, frames.next(MAX_FRAME_BYTES)).await;
+        assert!(given_up.is_err());
+        writer.write_all(&wire[7..]).await.unwrap();
+        drop(writer);
+        assert_eq!(frames.next(MAX_FRAME_BYTES).await.unwrap(), b"first");
+        assert_eq!(frames.next(MAX_FRAME_BYTES).await.unwrap(), b"");
+        assert_eq!(frames.next(MAX_FRAME_BYTES).await.unwrap(), vec![7u8; 5000]);
+        let end = frames.next(10).await;
+        assert_eq!(end.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn a_frame_over_the_limit_is_refused() {
+        let mut wire = Vec::new();
+        write_frame_sync(&mut wire, &[1u8; 100]).unwrap();
+        let mut frames = FrameReader::new(wire.as_slice());
+        let refused = frames.next(99).await.unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
