@@ -6,21 +6,23 @@ function runPage(id) {
   main.replaceChildren(el("p", { class: "muted" }, "Loading…"));
   // A finished run's record no longer changes: once it is drawn, the events its stream
   // replays must not redraw it (which would close what the reader has opened).
-  let pending = null, ended = false, final = false;
+  let pending = null, ended = false, final = false, left = false;
   const refresh = () => {
     if (pending || final) return;
     pending = setTimeout(async () => {
       pending = null;
       try {
         const trajectory = await api(`/v1/runs/${id}/trajectory`);
+        // The reader may have gone to another page while this was fetched.
+        if (left) return;
         final = !["queued", "running"].includes(trajectory.run.status);
         renderRun(trajectory, ended || final);
-      } catch (error) { showError(error); }
+      } catch (error) { if (!left) showError(error); }
     }, 150);
   };
   refresh();
   const stop = follow(id, refresh, () => { ended = true; refresh(); });
-  leavePage = () => { stop(); clearTimeout(pending); };
+  leavePage = () => { left = true; stop(); clearTimeout(pending); };
 }
 
 function renderRun(trajectory, ended) {
