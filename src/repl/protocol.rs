@@ -186,8 +186,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Some(&len) => {
                     let frame_end = 4 + checked_len(len, max)?;
                     if self.pending.len() >= frame_end {
-                        let frame = self.pending[4..frame_end].to_vec();
-                        self.pending.drain(..frame_end);
+                        // The buffer itself goes out with the frame (no copy), so a large
+                        // frame's room is not kept for the life of the REPL.
+                        let rest = self.pending.split_off(frame_end);
+                        let mut frame = std::mem::replace(&mut self.pending, rest);
+                        frame.drain(..4);
                         return Ok(frame);
                     }
                     frame_end - self.pending.len()
