@@ -442,3 +442,51 @@ async fn many_runs_at_once_all_finish_with_their_own_answers() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_record_that_cannot_be_written_does_not_sink_the_others_written_with_it() {
+    use rlmd::domain::RunId;
+    use rlmd::store::Write;
+
+    let model = FakeModel::start(vec![text("unused")], |_| text("unused")).await;
+    let app = spawn_app_with(&model, &[("RLM_WORKERS", "0")]).await;
+    let id = app.submit_ok(&json!({"prompt": "kept"})).await;
+    let run: RunId = id.parse().unwrap();
+    let store = app.open_store().await;
+    let event = |kind: &str| {
+        vec![Write::Event {
+            kind: kind.into(),
+            data: json!({"note": kind}),
+        }]
+    };
+
+    // Sent together, the two records are written in one transaction on SQLite; the one
+    // whose run does not exist fails that transaction, and each is written again alone.
+    let missing = RunId::new();
+    let (kept, lost) = tokio::join!(
+        store.record(run, run, event("test.kept")),
+        store.record(missing, missing, event("test.lost")),
+    );
+
+    let kept = kept.unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|e| (e.seq, e.kind.as_str()))
+            .collect::<Vec<_>>(),
+        [(2, "test.kept")]
+    );
+    assert!(lost.is_err());
+    // Ended, so that its stream closes after the replay.
+    let (status, _) = app
+        .post_raw(&format!("/v1/runs/{id}/cancel"), "", "application/json")
+        .await;
+    assert_eq!(status, 200);
+    let kinds: Vec<String> = app
+        .events(&id, None)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(kinds, ["run.queued", "test.kept", "run.cancelled"]);
+    store.close().await;
+}

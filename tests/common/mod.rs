@@ -249,7 +249,7 @@ impl TestApp {
         store.close().await;
     }
 
-    async fn open_store(&self) -> rlmd::store::Store {
+    pub async fn open_store(&self) -> rlmd::store::Store {
         rlmd::store::Store::connect(&self.database_url)
             .await
             .unwrap()
