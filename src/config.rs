@@ -132,7 +132,7 @@ impl Config {
             database_url: env
                 .get("DATABASE_URL")
                 .unwrap_or_else(|| "sqlite://rlmd.db".into()),
-            workers: env.parse("RLM_WORKERS", 4)?,
+            workers: env.parse("RLM_WORKERS", 16)?,
             max_body_bytes: env.parse("RLM_MAX_BODY_BYTES", 64 * 1024 * 1024)?,
             lease_ttl: env.seconds("RLM_LEASE_TTL_S", 30.0)?,
             max_attempts: env.parse("RLM_MAX_ATTEMPTS", 3)?,
