@@ -11,10 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod auth;
+mod cache;
 mod providers;
 mod sandbox;
 mod webhooks;
 pub use auth::{AuthConfig, AuthMode};
+pub use cache::CacheConfig;
 pub use providers::{AzureConfig, EndpointConfig, PortkeyConfig, ProviderEndpoints};
 pub use sandbox::{SandboxConfig, SandboxMode};
 pub use webhooks::{is_public, WebhookPolicy};
@@ -67,6 +69,8 @@ pub struct RunDefaults {
     pub max_errors: Option<u32>,
     /// Where a run's `webhook` may point, and how deliveries are retried.
     pub webhooks: WebhookPolicy,
+    /// The sub-call cache's default scope, its entries' life, what counts as deterministic.
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +160,7 @@ impl Config {
                 max_llm_calls: env.optional("RLM_MAX_LLM_CALLS")?,
                 max_errors: env.optional("RLM_MAX_ERRORS")?,
                 webhooks: WebhookPolicy::from_vars(&env)?,
+                cache: CacheConfig::from_vars(&env)?,
             },
             providers: ProviderSettings {
                 connect_timeout: env.seconds("RLM_PROVIDER_CONNECT_TIMEOUT_S", 10.0)?,

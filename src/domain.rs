@@ -77,6 +77,36 @@ impl FromStr for RunStatus {
     }
 }
 
+/// `cache` of a run: whether its deterministic sub-calls are answered from earlier
+/// identical ones, and whose: the same run tree's, or any run of the same API key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    #[default]
+    Off,
+    Tree,
+    Global,
+}
+
+impl CacheScope {
+    pub fn is_off(&self) -> bool {
+        *self == CacheScope::Off
+    }
+}
+
+impl std::str::FromStr for CacheScope {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw {
+            "off" => Ok(Self::Off),
+            "tree" => Ok(Self::Tree),
+            "global" => Ok(Self::Global),
+            _ => Err("must be `off`, `tree` or `global`".into()),
+        }
+    }
+}
+
 /// Per-run limits, resolved against the server's defaults at submit time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
@@ -263,6 +293,13 @@ pub struct RunSpec {
     /// Where the run is POSTed when it ends (roots only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
+    /// A JSON Schema the answer must fit (checked when the code submits it); the answer
+    /// is then stored as its JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_schema: Option<serde_json::Value>,
+    /// Whose earlier identical sub-calls answer this tree's deterministic ones.
+    #[serde(default, skip_serializing_if = "CacheScope::is_off")]
+    pub cache: CacheScope,
 }
 
 /// `webhook: {url, secret?}` of a run request. The secret signs deliveries; it is stored
@@ -289,8 +326,9 @@ impl RunSpec {
     }
 
     /// The spec of a child run started from this one: it runs on the sub-model (or the
-    /// model the code named), with the same limits and depth cap.
-    pub fn for_child(&self, model: Option<String>) -> RunSpec {
+    /// model the code named), with the same limits and depth cap, and the answer schema
+    /// the code gave it (never the parent's).
+    pub fn for_child(&self, model: Option<String>, schema: Option<serde_json::Value>) -> RunSpec {
         RunSpec {
             provider: self.sub_provider().to_string(),
             model: model.unwrap_or_else(|| self.sub_model().to_string()),
@@ -303,6 +341,7 @@ impl RunSpec {
             system_prompt: self.system_prompt.clone(),
             metadata: serde_json::Map::new(),
             webhook: None,
+            answer_schema: schema,
             ..self.clone()
         }
     }

@@ -1,5 +1,6 @@
 //! rlmd: Recursive Language Model tasks as durable jobs behind an HTTP API.
 
+pub mod answers;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -68,6 +68,9 @@ pub struct Metrics {
     provider_max: Family<ProviderLabel, Gauge>,
     provider_in_flight: Family<ProviderLabel, Gauge>,
     provider_overloads: Family<ProviderLabel, Counter>,
+    answers_rejected: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
 }
 
 /// Model calls take from milliseconds (a cached fake) to minutes (a long reasoning reply).
@@ -101,6 +104,9 @@ impl Metrics {
             provider_max: Family::default(),
             provider_in_flight: Family::default(),
             provider_overloads: Family::default(),
+            answers_rejected: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
             registry: Registry::default(),
         };
         // Counters are exposed with the `_total` suffix OpenMetrics gives them.
@@ -180,6 +186,21 @@ impl Metrics {
             "rlmd_provider_overloads",
             "Answers of a provider saying too many requests (429, 503, 529)",
             m.provider_overloads.clone(),
+        );
+        registry.register(
+            "rlmd_answers_rejected",
+            "Submitted answers that did not fit their run's answer schema",
+            m.answers_rejected.clone(),
+        );
+        registry.register(
+            "rlmd_subcall_cache_hits",
+            "Sub-calls answered from the sub-call cache (no model call, nothing paid)",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "rlmd_subcall_cache_misses",
+            "Cacheable sub-calls the cache could not answer (made, then kept)",
+            m.cache_misses.clone(),
         );
         Self {
             registry,
@@ -320,6 +341,17 @@ impl Metrics {
         self.repl_failures
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    pub fn cache_lookup(&self, hit: bool) {
+        match hit {
+            true => self.cache_hits.inc(),
+            false => self.cache_misses.inc(),
+        };
+    }
+
+    pub fn answer_rejected(&self) {
+        self.answers_rejected.inc();
     }
 
     pub fn block_ran(&self, seconds: f64) {

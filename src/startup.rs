@@ -122,6 +122,7 @@ impl Application {
             default_context_window: config.default_context_window,
             sessions: sessions.clone(),
             contexts: contexts.clone(),
+            cache: config.defaults.cache.clone(),
         };
         let pool = WorkerPool::new(
             engine,

@@ -110,3 +110,34 @@ async fn the_sdk_reads_errors_in_its_own_shape() {
         "{got}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_parses_a_typed_answer_into_its_pydantic_model() {
+    let model = FakeModel::start(
+        vec![
+            // Not the shape yet: sent back with what failed, then fixed.
+            code("answer['content'] = {'name': 'Grace'}\nanswer['ready'] = True"),
+            code("answer['content']['age'] = 85\nanswer['ready'] = True"),
+        ],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+
+    let got = sdk(&app, "parsed").await;
+
+    assert_eq!(got["type"], "Person", "{got}");
+    assert_eq!(
+        got["parsed"],
+        serde_json::json!({"name": "Grace", "age": 85})
+    );
+    let run = app.run(got["id"].as_str().unwrap()).await;
+    assert_eq!(run["iterations"], 2, "{run}");
+    // The SDK's strict schema reached the run as its answer schema.
+    assert_eq!(run["answer_schema"]["additionalProperties"], false, "{run}");
+    let feedback = model.root_requests()[1].last_user_text();
+    assert!(
+        feedback.contains("\"age\" is a required property"),
+        "{feedback}"
+    );
+}

@@ -5,9 +5,10 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
+use crate::answers::AnswerSchema;
 use crate::config::RunDefaults;
 use crate::contexts::ContextRef;
-use crate::domain::{Compaction, Limits, RunId, RunSpec, Sampling, Tool, Webhook};
+use crate::domain::{CacheScope, Compaction, Limits, RunId, RunSpec, Sampling, Tool, Webhook};
 use crate::providers::{Providers, KNOWN_PROVIDERS};
 use crate::store::{NewRun, RunContext};
 
@@ -50,6 +51,15 @@ pub struct SubmitRun {
     metadata: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     webhook: Option<Webhook>,
+    /// A JSON Schema the answer must fit: the run ends only on an answer that does, and
+    /// its `answer` is then that JSON value.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    answer_schema: Option<serde_json::Value>,
+    /// `off`, `tree` or `global`: deterministic sub-calls answered from earlier identical
+    /// ones of this run tree, or of any run of this API key.
+    #[serde(default)]
+    cache: Option<CacheScope>,
 }
 
 /// `"compaction": true`, or `{"threshold_pct": 0.5}`.
@@ -181,6 +191,15 @@ impl SubmitRun {
                 ));
             }
         }
+        let answer_schema = self.answer_schema.filter(|s| !s.is_null());
+        if let Some(schema) = &answer_schema {
+            AnswerSchema::compile(schema).map_err(|why| {
+                ApiError::bad_request(
+                    "invalid_answer_schema",
+                    format!("`answer_schema` is not a usable JSON Schema: {why}"),
+                )
+            })?;
+        }
         let id = RunId::new();
         let new_run = NewRun {
             id,
@@ -204,6 +223,8 @@ impl SubmitRun {
                 compaction,
                 metadata: self.metadata.unwrap_or_default(),
                 webhook: self.webhook,
+                answer_schema,
+                cache: self.cache.unwrap_or(defaults.cache.default_scope),
             },
             context: RunContext::Empty,
             session_id: None,

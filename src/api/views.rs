@@ -76,7 +76,10 @@ pub fn run(run: &RunRecord) -> Value {
         "metadata": spec.metadata,
         // Never its secret.
         "webhook": spec.webhook.as_ref().map(|w| json!({"url": w.url, "signed": w.secret.is_some()})),
-        "answer": run.answer,
+        "answer_schema": spec.answer_schema,
+        "cache": spec.cache,
+        "answer": answer(run),
+        "answer_text": run.answer,
         "finish_reason": run.finish_reason,
         "error": run.error,
         "usage": run.usage,
@@ -94,6 +97,17 @@ pub fn run(run: &RunRecord) -> Value {
         "started_at": run.started_at.map(timestamp),
         "finished_at": run.finished_at.map(timestamp),
     })
+}
+
+/// A run's answer as shown: a typed run's (one with an answer schema) as the JSON value it
+/// is, once it succeeded; else the text (a failed run's partial answer).
+pub fn answer(run: &RunRecord) -> Value {
+    match (&run.answer, run.spec.answer_schema.is_some(), run.status) {
+        (Some(text), true, crate::domain::RunStatus::Succeeded) => {
+            serde_json::from_str(text).unwrap_or_else(|_| json!(text))
+        }
+        (answer, _, _) => json!(answer),
+    }
 }
 
 /// A run's trajectory: `run` is its view, `children` the trajectories of its child runs.
@@ -173,6 +187,7 @@ pub fn call(index: usize, c: &LlmCallRecord) -> Value {
         "reasoning_tokens": c.reasoning_tokens,
         "cost_usd": c.cost_usd,
         "latency_ms": c.latency_ms,
+        "cache_hit": c.cache_hit,
         "error": c.error,
         "created_at": timestamp(c.created_at),
     })

@@ -200,7 +200,7 @@ async fn submit_run(submit: Submit, client: &Client) -> Result<ExitCode, CliErro
     follow::follow(client, &id).await?;
     let run = client.json(Method::GET, &run_path(&id)?, None).await?;
     if run["status"] == "succeeded" {
-        println!("{}", run["answer"].as_str().unwrap_or_default());
+        println!("{}", run["answer_text"].as_str().unwrap_or_default());
         return Ok(ExitCode::SUCCESS);
     }
     let error = &run["error"];
@@ -210,7 +210,7 @@ async fn submit_run(submit: Submit, client: &Client) -> Result<ExitCode, CliErro
         error["code"].as_str().unwrap_or(""),
         error["message"].as_str().unwrap_or("")
     );
-    if let Some(partial) = run["answer"].as_str().filter(|a| !a.is_empty()) {
+    if let Some(partial) = run["answer_text"].as_str().filter(|a| !a.is_empty()) {
         eprintln!("partial answer:\n{partial}");
     }
     Ok(ExitCode::FAILURE)

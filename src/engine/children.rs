@@ -2,7 +2,7 @@
 //! same tree, and hands its answer back to the code.
 
 use futures_util::future::BoxFuture;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::replay::Tape;
 use super::{host, turn, write_through, Engine, Parent};
@@ -19,8 +19,8 @@ pub struct CodeSite {
 
 impl Engine {
     /// Starts a child run for `prompt` (its context) one level below `parent`, from the code
-    /// at `from`, runs it to its end and returns its answer, or an `Error: ...` string the
-    /// parent's code can read.
+    /// at `from`, runs it to its end and returns its answer (with a `schema`, the value it
+    /// stands for), or an `Error: ...` string the parent's code can read.
     /// A parent being resumed gets the child it started before for the same prompt: its
     /// answer if it had ended, else the child itself, resumed in turn.
     pub fn run_child<'a>(
@@ -28,8 +28,9 @@ impl Engine {
         parent: &'a Parent<'a>,
         prompt: String,
         model: Option<String>,
+        schema: Option<Value>,
         from: CodeSite,
-    ) -> BoxFuture<'a, Result<String, StoreError>> {
+    ) -> BoxFuture<'a, Result<Value, StoreError>> {
         Box::pin(async move {
             let (child, tape) = match parent.tape.child(&prompt) {
                 Some(child) if child.status.is_terminal() => return Ok(child_answer(&child)),
@@ -39,10 +40,11 @@ impl Engine {
                 }
                 None if parent.tape.is_sealed() => {
                     parent.tape.diverged();
-                    return Ok(host::NOT_REPLAYED.to_string());
+                    return Ok(Value::String(host::NOT_REPLAYED.to_string()));
                 }
                 None => (
-                    self.start_child(parent, prompt, model, from).await?,
+                    self.start_child(parent, prompt, model, schema, from)
+                        .await?,
                     Tape::default(),
                 ),
             };
@@ -67,13 +69,15 @@ impl Engine {
                 self.bus.publish(event);
             }
             let (status, text) = match finish {
-                Finish::Succeeded { answer, .. } => ("succeeded", answer),
+                Finish::Succeeded { answer, typed, .. } => {
+                    ("succeeded", answer_value(answer, typed))
+                }
                 Finish::Failed { error, .. } => {
                     tracing::warn!(run_id = %child.id, code = %error.code,
                         message = %error.message, "child run failed");
-                    ("failed", child_error_text(child.id, &error))
+                    ("failed", Value::String(child_error_text(child.id, &error)))
                 }
-                Finish::Cancelled => ("cancelled", child_cancelled_text(child.id)),
+                Finish::Cancelled => ("cancelled", Value::String(child_cancelled_text(child.id))),
             };
             parent.recorder.emit(
                 "child.finished",
@@ -89,9 +93,10 @@ impl Engine {
         parent: &Parent<'_>,
         prompt: String,
         model: Option<String>,
+        schema: Option<Value>,
         from: CodeSite,
     ) -> Result<RunRecord, StoreError> {
-        let spec = parent.run.spec.for_child(model);
+        let spec = parent.run.spec.for_child(model, schema);
         // A child's context is its prompt, as a JSON string (which always scans).
         let json: std::sync::Arc<str> =
             serde_json::Value::String(prompt.clone()).to_string().into();
@@ -126,15 +131,26 @@ impl Engine {
 }
 
 /// What the code of a parent reads for a child that had ended before a restart.
-fn child_answer(child: &RunRecord) -> String {
+fn child_answer(child: &RunRecord) -> Value {
     let error = child
         .error
         .clone()
         .unwrap_or_else(|| RunError::new("unknown", "no error was recorded"));
     match child.status {
-        RunStatus::Succeeded => child.answer.clone().unwrap_or_default(),
-        RunStatus::Cancelled => child_cancelled_text(child.id),
-        _ => child_error_text(child.id, &error),
+        RunStatus::Succeeded => answer_value(
+            child.answer.clone().unwrap_or_default(),
+            child.spec.answer_schema.is_some(),
+        ),
+        RunStatus::Cancelled => Value::String(child_cancelled_text(child.id)),
+        _ => Value::String(child_error_text(child.id, &error)),
+    }
+}
+
+/// A child's answer as its parent's code gets it: a typed answer parsed, else the text.
+fn answer_value(answer: String, typed: bool) -> Value {
+    match typed {
+        true => serde_json::from_str(&answer).unwrap_or(Value::String(answer)),
+        false => Value::String(answer),
     }
 }
 

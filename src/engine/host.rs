@@ -11,6 +11,7 @@ use super::calls::{charged_call, messages_sent};
 use super::recorder::CallInfo;
 use super::replay::prompt_hash;
 use super::{CodeSite, Engine, Parent};
+use crate::answers::{self, AnswerSchema, Candidate};
 use crate::providers::{prompt_chars, Message, ProviderHandle};
 use crate::repl::{Host, HostCall};
 use crate::store::StoreError;
@@ -39,26 +40,43 @@ impl Host for SubcallHost<'_> {
         let spec = &self.parent.run.spec;
         // A child would sit at depth + 1; at the cap, rlm_query is a plain llm_query.
         let may_recurse = self.parent.run.depth + 1 < spec.max_depth;
-        let (prompts, model, single, children) = match call {
-            HostCall::LlmQuery { prompt, model } => (vec![prompt], model, true, false),
-            HostCall::LlmQueryBatched { prompts, model } => (prompts, model, false, false),
-            HostCall::RlmQuery { prompt, model } => (vec![prompt], model, true, may_recurse),
-            HostCall::RlmQueryBatched { prompts, model } => (prompts, model, false, may_recurse),
+        let (prompts, model, single, children, schema) = match call {
+            HostCall::LlmQuery { prompt, model } => (vec![prompt], model, true, false, None),
+            HostCall::LlmQueryBatched { prompts, model } => (prompts, model, false, false, None),
+            HostCall::RlmQuery {
+                prompt,
+                model,
+                schema,
+            } => (vec![prompt], model, true, may_recurse, schema),
+            HostCall::RlmQueryBatched {
+                prompts,
+                model,
+                schema,
+            } => (prompts, model, false, may_recurse, schema),
             HostCall::Draft { content } => {
                 *self.draft.lock().unwrap_or_else(|p| p.into_inner()) = Some(content);
                 return Ok(Value::Null);
             }
         };
+        // The code's mistake, raised in the code before anything is paid for.
+        let typed = match &schema {
+            Some(schema) => Some(
+                AnswerSchema::compile(schema)
+                    .map_err(|why| format!("schema is not a usable JSON Schema: {why}"))?,
+            ),
+            None => None,
+        };
         let mut replies = if children {
-            self.children(prompts, model).await?
+            self.children(prompts, model, schema).await?
         } else {
             let model = model.unwrap_or_else(|| spec.sub_model().to_string());
-            self.batch(prompts, &model).await?
+            let typed = schema.as_ref().zip(typed.as_ref());
+            self.batch(prompts, &model, typed).await?
         };
         Ok(if single {
-            Value::String(replies.pop().unwrap_or_default())
+            replies.pop().unwrap_or_default()
         } else {
-            Value::Array(replies.into_iter().map(Value::String).collect())
+            Value::Array(replies)
         })
     }
 
@@ -80,8 +98,15 @@ impl SubcallHost<'_> {
     }
 
     /// Runs the prompts concurrently (up to the run's bound), keeping their order. A failed
-    /// prompt becomes an `Error: ...` string in its slot; the others are unaffected.
-    async fn batch(&self, prompts: Vec<String>, model: &str) -> Result<Vec<String>, String> {
+    /// prompt becomes an `Error: ...` string in its slot; the others are unaffected. With a
+    /// schema (an `rlm_query` at the depth cap), each reply is the value it stands for, or
+    /// an `Error: ...` string if it does not fit.
+    async fn batch(
+        &self,
+        prompts: Vec<String>,
+        model: &str,
+        typed: Option<(&Value, &AnswerSchema)>,
+    ) -> Result<Vec<Value>, String> {
         let recorder = self.parent.recorder;
         let started = Instant::now();
         let count = prompts.len();
@@ -91,16 +116,63 @@ impl SubcallHost<'_> {
                 json!({"iteration": self.iteration, "count": count, "model": model}),
             );
         }
-        let calls = stream::iter(prompts)
+        let prompts: Vec<String> = match typed {
+            Some((schema, _)) => prompts
+                .iter()
+                .map(|prompt| answers::plain_call_prompt(prompt, schema))
+                .collect(),
+            None => prompts,
+        };
+        // With the cache on, a prompt asked twice in one batch is asked once.
+        let (unique, slots) = match self.caching() {
+            true => unique_prompts(&prompts),
+            false => ((0..prompts.len()).collect(), (0..prompts.len()).collect()),
+        };
+        let asked: Vec<String> = unique.iter().map(|&i| prompts[i].clone()).collect();
+        let calls = stream::iter(asked)
             .map(|prompt| self.one(prompt, model))
             .buffered(self.max_concurrent())
-            .collect::<Vec<String>>();
-        let replies = recorder.flush_during(calls).await.map_err(internal)?;
-        let failed = replies.iter().filter(|r| r.starts_with("Error: ")).count();
+            .collect::<Vec<(String, bool)>>();
+        let answered = recorder.flush_during(calls).await.map_err(internal)?;
+        let mut cache_hits = answered.iter().filter(|(_, hit)| *hit).count();
+        let mut replies = Vec::with_capacity(prompts.len());
+        for (index, &slot) in slots.iter().enumerate() {
+            let reply = answered[slot].0.clone();
+            if unique[slot] != index && !reply.starts_with("Error: ") {
+                self.record_hit(
+                    &self.sub_call_info(&prompts[index], model),
+                    reply.clone(),
+                    Instant::now(),
+                );
+                crate::metrics::get().cache_lookup(true);
+                cache_hits += 1;
+            }
+            replies.push(reply);
+        }
+        let replies: Vec<Value> = replies
+            .into_iter()
+            .map(|reply| match typed {
+                Some((_, schema)) if !reply.starts_with("Error: ") => {
+                    match schema.check(&Candidate::text(&reply)) {
+                        Ok(value) => value,
+                        Err(rejection) => Value::String(format!(
+                            "Error: the reply does not fit the schema: {}",
+                            rejection.summary()
+                        )),
+                    }
+                }
+                _ => Value::String(reply),
+            })
+            .collect();
+        let failed = replies
+            .iter()
+            .filter(|r| r.as_str().is_some_and(|r| r.starts_with("Error: ")))
+            .count();
         let data = json!({
             "iteration": self.iteration,
             "count": count,
             "failed": failed,
+            "cache_hits": cache_hits,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         });
         if !self.replaying {
@@ -109,31 +181,45 @@ impl SubcallHost<'_> {
         Ok(replies)
     }
 
-    /// One sub-call: its reply, or an `Error: ...` string. Its record is already queued.
-    /// A resumed run gets the reply of the same call made before, if there is one.
-    async fn one(&self, prompt: String, model: &str) -> String {
-        let hash = prompt_hash(&prompt);
-        if let Some(record) = self.parent.tape.sub_call(self.iteration, &hash, model) {
-            return match (record.reply, record.error) {
-                (Some(reply), _) => reply,
-                (None, error) => format!("Error: {}", error.unwrap_or_default()),
-            };
-        }
-        if self.parent.tape.is_sealed() {
-            self.parent.tape.diverged();
-            return NOT_REPLAYED.to_string();
-        }
-        let messages = [Message::user(prompt)];
-        let info = CallInfo {
+    /// What is known of a sub-call of `prompt` before it is made.
+    fn sub_call_info<'m>(&'m self, prompt: &str, model: &'m str) -> CallInfo<'m> {
+        let messages = [Message::user(prompt.to_string())];
+        CallInfo {
             kind: "sub",
             iteration: Some(self.iteration),
             provider: self.parent.run.spec.sub_provider(),
             model,
             prompt_chars: prompt_chars(&messages),
-            prompt_hash: Some(hash),
+            prompt_hash: Some(prompt_hash(prompt)),
             messages: Some(messages_sent(&[], &messages)),
             block: Some(self.block as u32),
-        };
+        }
+    }
+
+    /// One sub-call: its reply, or an `Error: ...` string, and whether the cache answered
+    /// it. Its record is already queued. A resumed run gets the reply of the same call
+    /// made before, if there is one.
+    async fn one(&self, prompt: String, model: &str) -> (String, bool) {
+        let hash = prompt_hash(&prompt);
+        if let Some(record) = self.parent.tape.sub_call(self.iteration, &hash, model) {
+            let reply = match (record.reply, record.error) {
+                (Some(reply), _) => reply,
+                (None, error) => format!("Error: {}", error.unwrap_or_default()),
+            };
+            return (reply, record.cache_hit);
+        }
+        if self.parent.tape.is_sealed() {
+            self.parent.tape.diverged();
+            return (NOT_REPLAYED.to_string(), false);
+        }
+        let info = self.sub_call_info(&prompt, model);
+        let messages = [Message::user(prompt)];
+        let slot = self.cache_slot(&messages, model);
+        if let Some(slot) = &slot {
+            if let Some(reply) = self.cached(slot, &info).await {
+                return (reply, true);
+            }
+        }
         let call = charged_call(
             self.parent.tree,
             self.parent.recorder,
@@ -142,11 +228,17 @@ impl SubcallHost<'_> {
             &messages,
             self.parent.run.spec.sub_sampling(),
         );
-        match call.await {
-            Ok((Ok(completion), _)) => completion.text,
+        let reply = match call.await {
+            Ok((Ok(completion), _)) => {
+                if let Some(slot) = slot {
+                    self.keep(slot, &completion.text);
+                }
+                completion.text
+            }
             Ok((Err(error), _)) => format!("Error: {error}"),
             Err(limit) => format!("Error: {} ({})", limit.message, limit.code),
-        }
+        };
+        (reply, false)
     }
 
     /// Child runs, concurrently up to the run's bound, answers in the order of the prompts.
@@ -154,7 +246,8 @@ impl SubcallHost<'_> {
         &self,
         prompts: Vec<String>,
         model: Option<String>,
-    ) -> Result<Vec<String>, String> {
+        schema: Option<Value>,
+    ) -> Result<Vec<Value>, String> {
         let runs = stream::iter(prompts)
             .map(|prompt| {
                 let from = CodeSite {
@@ -162,10 +255,10 @@ impl SubcallHost<'_> {
                     block: self.block,
                 };
                 self.engine
-                    .run_child(self.parent, prompt, model.clone(), from)
+                    .run_child(self.parent, prompt, model.clone(), schema.clone(), from)
             })
             .buffered(self.max_concurrent())
-            .collect::<Vec<Result<String, StoreError>>>();
+            .collect::<Vec<Result<Value, StoreError>>>();
         let results = self
             .parent
             .recorder
@@ -174,6 +267,24 @@ impl SubcallHost<'_> {
             .map_err(internal)?;
         results.into_iter().map(|r| r.map_err(internal)).collect()
     }
+}
+
+/// The first place of each distinct prompt, and for every prompt, the index of its
+/// distinct prompt in that list.
+fn unique_prompts(prompts: &[String]) -> (Vec<usize>, Vec<usize>) {
+    let mut first: std::collections::HashMap<&str, usize> = Default::default();
+    let mut unique = Vec::new();
+    let slots = prompts
+        .iter()
+        .enumerate()
+        .map(|(index, prompt)| {
+            *first.entry(prompt).or_insert_with(|| {
+                unique.push(index);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    (unique, slots)
 }
 
 fn internal(error: StoreError) -> String {

@@ -3,6 +3,7 @@
 //! child runs (`rlm_query`), which run the same loop one level deeper, inside the same
 //! job and under the same tree-wide limits.
 
+mod cache;
 mod calls;
 mod children;
 mod host;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 
+use crate::answers::AnswerSchema;
 use crate::contexts::{ContextCache, ContextFile, OpenedContext};
 use crate::events::EventBus;
 use crate::providers::{Message, PriceTable, Providers};
@@ -49,6 +51,8 @@ pub struct Engine {
     pub sessions: SessionRepls,
     /// This node's copies of the contexts runs are given.
     pub contexts: ContextCache,
+    /// The sub-call cache's settings (entries' life, what counts as deterministic).
+    pub cache: crate::config::CacheConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,13 @@ impl Engine {
                 ),
             ));
         };
+        // Checked at submit (a child's, when its parent's code asked for it): this only
+        // compiles it.
+        let schema = match spec.answer_schema.as_ref().map(AnswerSchema::compile) {
+            None => None,
+            Some(Ok(schema)) => Some(Arc::new(schema)),
+            Some(Err(why)) => return Ok(turn::failed("invalid_answer_schema", why)),
+        };
         // The context can be gigabytes: the REPL maps it from a file, the server never
         // holds it.
         let context = match self.open_context(run).await? {
@@ -162,8 +173,9 @@ impl Engine {
             }
         }
         let messages = self.opening_messages(run, &context.description);
-        let mut state =
-            RunState::new(self, run, tree, recorder, provider, repl, messages).resuming(tape);
+        let mut state = RunState::new(self, run, tree, recorder, provider, repl, messages)
+            .resuming(tape)
+            .with_schema(schema);
         let stopped = tokio::select! {
             finish = state.drive() => Err(finish),
             error = tree.stopped() => Ok(error),
@@ -231,6 +243,7 @@ impl Engine {
                 spec.system_prompt.as_deref(),
                 spec.limits.output_chars,
                 &spec.tools,
+                spec.answer_schema.as_ref(),
             )),
             Message::user(format!(
                 "{summary}{}\n\n{}",

@@ -17,7 +17,7 @@ Available in the REPL:
 - `context`: the data, exactly as submitted (a str, a list or a dict).
 - `llm_query(prompt, model=None) -> str`: ask a language model one question. It can read far more than the REPL output shows you (roughly 100k tokens), so hand it large slices of the context when understanding text, not computing, is needed.
 - `llm_query_batched(prompts, model=None) -> list[str]`: many independent questions at once, answered concurrently; the replies come back in the order of the prompts. Prefer it to a loop of `llm_query` calls. A failed prompt yields a string starting with "Error:" and does not affect the others.
-- `rlm_query(prompt, model=None) -> str` and `rlm_query_batched(prompts, model=None) -> list[str]`: hand a sub-task to a helper that can itself use a REPL (a plain `llm_query` when no deeper level is allowed).
+- `rlm_query(prompt, model=None, schema=None) -> str` and `rlm_query_batched(prompts, model=None, schema=None) -> list[str]`: hand a sub-task to a helper that can itself use a REPL (a plain `llm_query` when no deeper level is allowed). With `schema` (a JSON Schema dict), the helper's answer must fit it and you get the parsed value (a dict, a list, ...) instead of a string.
 - `SHOW_VARS()`: the variables you have defined so far.
 - `answer`: a dict `{"content": "", "ready": False}`.
 
@@ -25,8 +25,14 @@ Finishing: when you are confident, set `answer["content"]` to your final answer 
 
 Go step by step: one or two blocks per turn, read the output, then continue. Do not submit an answer you have not checked against the output."#;
 
-/// The system prompt, followed (even when the run brings its own) by the run's tools.
-pub fn system_prompt(custom: Option<&str>, output_chars: usize, tools: &[Tool]) -> String {
+/// The system prompt, followed (even when the run brings its own) by the run's tools and
+/// the shape its answer must have.
+pub fn system_prompt(
+    custom: Option<&str>,
+    output_chars: usize,
+    tools: &[Tool],
+    answer_schema: Option<&serde_json::Value>,
+) -> String {
     let mut text = match custom {
         Some(text) => text.to_string(),
         None => SYSTEM_PROMPT.replace("{output_chars}", &group_digits(output_chars as u64)),
@@ -36,6 +42,9 @@ pub fn system_prompt(custom: Option<&str>, output_chars: usize, tools: &[Tool]) 
         for tool in tools {
             text.push_str(&format!("\n- `{}`: {}", tool.name, tool.description.trim()));
         }
+    }
+    if let Some(schema) = answer_schema {
+        text.push_str(&crate::answers::prompt_section(schema));
     }
     text
 }
@@ -110,6 +119,8 @@ pub fn repl_reset_notice(reason: &str) -> String {
 }
 
 pub const FINAL_CALL: &str = "You have used all your turns. Using what you have learned so far, give your best final answer to the question now, as plain text, with no code.";
+
+pub const FINAL_CALL_TYPED: &str = "You have used all your turns. Using what you have learned so far, give your best final answer to the question now: only the JSON that fits the answer schema, with no code and no other text.";
 
 #[cfg(test)]
 mod tests {

@@ -161,6 +161,7 @@ impl Recorder {
             prompt_hash: call.prompt_hash.clone(),
             messages: call.messages.clone(),
             block: call.block,
+            cache_hit: false,
         }
     }
 }

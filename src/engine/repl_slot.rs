@@ -166,7 +166,10 @@ impl ReplSlot {
         }
     }
 
-    pub async fn resolve(&mut self, name: &str) -> Result<Option<String>, ReplError> {
+    pub async fn resolve(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(String, Option<String>)>, ReplError> {
         self.ready().await?.resolve(name).await
     }
 

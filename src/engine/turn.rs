@@ -13,6 +13,7 @@ use super::repl_slot::ReplSlot;
 use super::replay::Tape;
 use super::tree::Tree;
 use super::{Engine, EngineError};
+use crate::answers::{AnswerSchema, Candidate};
 use crate::domain::{RunError, RunSpec};
 use crate::providers::{prompt_chars, Message, ProviderHandle};
 use crate::store::{Finish, IterationRecord, RunRecord, Write};
@@ -41,8 +42,13 @@ pub struct RunState<'a> {
     compactions: u32,
     /// What the run recorded before it was taken over (empty for a fresh run).
     pub tape: Tape,
+    /// The answer schema, compiled: an answer must fit it to end the run.
+    schema: Option<Arc<AnswerSchema>>,
+    /// The last answer the schema sent back, kept should the run fail on it.
+    last_candidate: Option<String>,
 }
 
+mod answer;
 mod block;
 mod compaction;
 mod resume;
@@ -86,7 +92,15 @@ impl<'a> RunState<'a> {
             archived: Vec::new(),
             compactions: 0,
             tape: Tape::default(),
+            schema: None,
+            last_candidate: None,
         }
+    }
+
+    /// A typed run: it ends only on an answer that fits `schema`.
+    pub fn with_schema(mut self, schema: Option<Arc<AnswerSchema>>) -> Self {
+        self.schema = schema;
+        self
     }
 
     /// A run taken over: it resumes from what it recorded.
@@ -150,7 +164,8 @@ impl<'a> RunState<'a> {
         let exec_started = Instant::now();
         let blocks = parse::repl_blocks(&reply);
         let mut reports = Vec::with_capacity(blocks.len());
-        let mut answer = None;
+        let mut candidate = None;
+        let mut skipped = 0;
         let mut errored = false;
         let mut fatal = None;
         for (index, code) in blocks.iter().enumerate() {
@@ -160,8 +175,9 @@ impl<'a> RunState<'a> {
             reports.push(report);
             errored |= failed;
             match outcome {
-                BlockEnd::Answer(text) => {
-                    answer = Some(text);
+                BlockEnd::Answer(submitted) => {
+                    candidate = Some(submitted);
+                    skipped = blocks.len() - index - 1;
                     break;
                 }
                 BlockEnd::ReplReset => break,
@@ -172,9 +188,16 @@ impl<'a> RunState<'a> {
                 BlockEnd::Continue => {}
             }
         }
-        if answer.is_none() && fatal.is_none() {
-            answer = self.final_marker_answer(&reply, &mut reports).await;
+        if candidate.is_none() && fatal.is_none() {
+            candidate = self.final_marker_answer(&reply, &mut reports).await;
         }
+        let answer = match candidate {
+            Some(candidate) => {
+                self.accept(candidate, iteration, replayed, skipped, &mut reports)
+                    .await
+            }
+            None => None,
+        };
         let exec_ms = exec_started.elapsed().as_millis() as i64;
         let record = IterationRecord {
             index: iteration,
@@ -200,10 +223,7 @@ impl<'a> RunState<'a> {
             return Ok(Some(self.stopped_by(error)));
         }
         if let Some(answer) = answer {
-            return Ok(Some(Finish::Succeeded {
-                answer,
-                finish_reason: "answer".into(),
-            }));
+            return Ok(Some(answer::succeeded(answer.text, answer.typed, "answer")));
         }
         self.consecutive_errors = if errored {
             self.consecutive_errors + 1
@@ -242,11 +262,11 @@ impl<'a> RunState<'a> {
         &mut self,
         reply: &str,
         reports: &mut Vec<String>,
-    ) -> Option<String> {
+    ) -> Option<Candidate> {
         match parse::final_marker(reply)? {
-            FinalMarker::Text(text) => Some(text),
+            FinalMarker::Text(text) => Some(Candidate::text(text)),
             FinalMarker::Var(name) => match self.repl.resolve(&name).await {
-                Ok(Some(value)) => Some(value),
+                Ok(Some((text, json))) => Some(Candidate { text, json }),
                 Ok(None) => {
                     reports.push(format!("FINAL_VAR({name}): there is no variable named {name:?}; nothing was submitted."));
                     None
@@ -261,7 +281,11 @@ impl<'a> RunState<'a> {
 
     /// Out of turns: one last call for the best answer, which is taken as it comes.
     async fn final_call(&mut self, max: u32) -> Result<Finish, EngineError> {
-        self.messages.push(Message::user(prompt::FINAL_CALL));
+        let ask = match self.schema {
+            Some(_) => prompt::FINAL_CALL_TYPED,
+            None => prompt::FINAL_CALL,
+        };
+        self.messages.push(Message::user(ask));
         self.recorder
             .emit("run.final_call", json!({"iterations": max}));
         let reply = match self.root_call("final", None).await? {
@@ -272,10 +296,7 @@ impl<'a> RunState<'a> {
             Some(FinalMarker::Text(text)) => text,
             _ => reply.trim().to_string(),
         };
-        Ok(Finish::Succeeded {
-            answer,
-            finish_reason: "max_iterations".into(),
-        })
+        Ok(self.final_answer(answer))
     }
 
     /// A call to the root model with the conversation so far, charged and recorded.
@@ -371,7 +392,7 @@ impl<'a> RunState<'a> {
 
 enum BlockEnd {
     Continue,
-    Answer(String),
+    Answer(Candidate),
     /// The REPL timed out or died: the rest of the reply is skipped.
     ReplReset,
     /// The run cannot go on (its tools do not load).

@@ -64,10 +64,20 @@ impl Bounds {
         outcome.stderr = cut_output(outcome.stderr, output_chars);
         outcome.error = outcome.error.map(|e| cut_output(e, output_chars));
         outcome.draft = outcome.draft.map(|d| cut(d, self.max_answer_chars));
+        if outcome.answer.is_none() {
+            outcome.answer_json = None;
+        }
         if let Some(answer) = &outcome.answer {
-            let chars = answer.chars().count();
+            // A typed answer's JSON counts too: it is what would be stored.
+            let chars = answer.chars().count().max(
+                outcome
+                    .answer_json
+                    .as_ref()
+                    .map_or(0, |j| j.chars().count()),
+            );
             if chars > self.max_answer_chars {
                 outcome.answer = None;
+                outcome.answer_json = None;
                 outcome.error = Some(format!(
                     "ValueError: the answer has {chars} characters; the limit is {} (RLM_MAX_ANSWER_CHARS). Nothing was submitted.",
                     self.max_answer_chars

@@ -163,7 +163,7 @@ fn serve(py: Python<'_>, prelude: &Bound<'_, PyModule>) -> PyResult<()> {
                 }
             }
             ToChild::Exec { code, output_chars } => {
-                let (stdout, stderr, error, answer, draft) = prelude
+                let (stdout, stderr, error, answer, draft, answer_json) = prelude
                     .getattr("run_block")?
                     .call1((code, output_chars))?
                     .extract()?;
@@ -173,6 +173,7 @@ fn serve(py: Python<'_>, prelude: &Bound<'_, PyModule>) -> PyResult<()> {
                     error,
                     answer,
                     draft,
+                    answer_json,
                 })
             }
             ToChild::SetVar { name } => {
@@ -187,9 +188,15 @@ fn serve(py: Python<'_>, prelude: &Bound<'_, PyModule>) -> PyResult<()> {
                     .call1((names, fd, format.as_str()))?;
                 FromChild::VarSet
             }
-            ToChild::Resolve { name } => FromChild::Resolved {
-                value: prelude.getattr("resolve")?.call1((name,))?.extract()?,
-            },
+            ToChild::Resolve { name } => {
+                let resolved: Option<(String, Option<String>)> =
+                    prelude.getattr("resolve")?.call1((name,))?.extract()?;
+                let (value, json) = resolved.unzip();
+                FromChild::Resolved {
+                    value,
+                    json: json.flatten(),
+                }
+            }
             ToChild::HostReply { .. } => {
                 return Err(PyRuntimeError::new_err(
                     "host reply with no call outstanding",

@@ -82,17 +82,30 @@ def llm_query_batched(prompts, model=None):
     return _call({"fn": "llm_query_batched", "prompts": prompts, "model": _model(model)})
 
 
-def rlm_query(prompt, model=None):
-    """Hand a sub-task to a child RLM with its own REPL (an llm_query at the depth limit)."""
-    return _call({"fn": "rlm_query", "prompt": _as_prompt(prompt), "model": _model(model)})
+def _schema(schema):
+    if schema is not None and not isinstance(schema, (dict, bool)):
+        raise TypeError("schema must be a JSON Schema (a dict) or None")
+    return schema
 
 
-def rlm_query_batched(prompts, model=None):
+def rlm_query(prompt, model=None, schema=None):
+    """Hand a sub-task to a child RLM with its own REPL (an llm_query at the depth limit).
+    With a JSON Schema, the child's answer must fit it and comes back parsed (a dict, ...)."""
+    request = {"fn": "rlm_query", "prompt": _as_prompt(prompt), "model": _model(model)}
+    if _schema(schema) is not None:
+        request["schema"] = schema
+    return _call(request)
+
+
+def rlm_query_batched(prompts, model=None, schema=None):
     """Several child RLMs at once; answers come back in the order of the prompts."""
     prompts = _as_prompts(prompts, "rlm_query_batched")
     if not prompts:
         return []
-    return _call({"fn": "rlm_query_batched", "prompts": prompts, "model": _model(model)})
+    request = {"fn": "rlm_query_batched", "prompts": prompts, "model": _model(model)}
+    if _schema(schema) is not None:
+        request["schema"] = schema
+    return _call(request)
 
 
 def SHOW_VARS():
@@ -111,7 +124,7 @@ def SHOW_VARS():
 
 def FINAL(value):
     """Submit `value` as the final answer (same as setting answer['content'] and ['ready'])."""
-    _ns["answer"] = _Answer(content=value if isinstance(value, str) else str(value), ready=True)
+    _ns["answer"] = _Answer(content=value, ready=True)
     return value
 
 
@@ -369,19 +382,41 @@ def _describe(value):
             return f"<unprintable {type(value).__name__}>"
 
 
+def _json_default(value):
+    # numpy and pandas values stand for plain Python ones.
+    for method in ("tolist", "item"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            return convert()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _as_json(value):
+    """JSON text of a value that is not a str (a typed answer), or None if it has none."""
+    if isinstance(value, str):
+        return None
+    try:
+        return _clean(json.dumps(value, ensure_ascii=False, allow_nan=False, default=_json_default))
+    except BaseException:
+        return None
+
+
 def _answer_content():
+    """(text, JSON text or None, ready) of the answer as the code left it."""
     answer = _ns.get("answer")
     if not isinstance(answer, dict):
-        return None, False
+        return None, None, False
     try:
         ready = bool(answer.get("ready"))
+        content = answer.get("content", "")
     except BaseException:
-        ready = False
-    return _describe(answer.get("content", "")), ready
+        return None, None, False
+    return _describe(content), _as_json(content) if ready else None, ready
 
 
 def run_block(code, limit):
-    """Runs one block; returns (stdout, stderr, error, answer if submitted, draft answer)."""
+    """Runs one block; returns (stdout, stderr, error, answer if submitted, draft answer,
+    the submitted answer's JSON when it is not a str)."""
     global _blocks_run
     _blocks_run += 1
     filename = f"<repl block {_blocks_run}>"
@@ -416,13 +451,14 @@ def run_block(code, limit):
         _restore_builtins()
     finally:
         sys.stdout, sys.stderr = saved
-    content, ready = _answer_content()
+    content, content_json, ready = _answer_content()
     return (
         out.getvalue(),
         err.getvalue(),
         error,
         content if ready else None,
         content or None,
+        content_json,
     )
 
 
@@ -447,11 +483,13 @@ def set_var(name, value_json):
 
 
 def resolve(name):
-    """The text of a variable, for FINAL_VAR(name) written outside a code block."""
+    """The text of a variable, and its JSON when it is not a str, for FINAL_VAR(name)
+    written outside a code block."""
     key = name.strip().strip("'\"")
     if _ns is None or key not in _ns:
         return None
-    return _clean(_ns[key])
+    value = _ns[key]
+    return _describe(value), _as_json(value)
 
 
 def _warm_up():
@@ -471,7 +509,7 @@ def _warm_up():
         init(fd, "text", [])  # closes fd
         code = "x = len(context) + 1\nprint(x)\nanswer['content'] = str(x)\nanswer['ready'] = True"
         for _ in range(10):
-            stdout, _, error, answer, _ = run_block(code, 1000)
+            stdout, _, error, answer, _, _ = run_block(code, 1000)
             if (stdout, error, answer) != ("5\n", None, "5"):
                 raise RuntimeError(f"the warm-up block failed: {error or stdout!r}")
             set_var("answer", '{"content": "", "ready": false}')

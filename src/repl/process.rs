@@ -251,14 +251,20 @@ impl ReplProcess {
     }
 
     /// The text of a REPL variable, if it exists.
-    pub async fn resolve(&mut self, name: &str) -> Result<Option<String>, ReplError> {
+    /// The text of a variable, and its JSON when it is not a str (for a typed answer).
+    pub async fn resolve(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(String, Option<String>)>, ReplError> {
         self.send(&ToChild::Resolve {
             name: name.to_string(),
         })
         .await?;
         match self.receive_until(Instant::now() + STARTUP_TIMEOUT).await? {
-            FromChild::Resolved { value } => {
-                Ok(value.map(|v| bounds::cut(v, self.limits.max_answer_chars)))
+            FromChild::Resolved { value, json } => {
+                let max = self.limits.max_answer_chars;
+                let json = json.filter(|j| j.chars().count() <= max);
+                Ok(value.map(|v| (bounds::cut(v, max), json)))
             }
             other => Err(unexpected("resolved", &other)),
         }

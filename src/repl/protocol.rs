@@ -64,6 +64,9 @@ pub enum FromChild {
     ExecDone(ExecOutcome),
     Resolved {
         value: Option<String>,
+        /// The value's JSON, when it is not a str.
+        #[serde(default)]
+        json: Option<String>,
     },
     VarSet,
     /// What the running block printed since the last such message (live progress).
@@ -115,10 +118,15 @@ pub enum HostCall {
     RlmQuery {
         prompt: String,
         model: Option<String>,
+        /// The child's answer schema (`rlm_query(prompt, schema=...)`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema: Option<serde_json::Value>,
     },
     RlmQueryBatched {
         prompts: Vec<String>,
         model: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        schema: Option<serde_json::Value>,
     },
     /// The code set `answer["content"]`: the run's partial answer should a limit stop it
     /// in the middle of the block.
@@ -138,6 +146,10 @@ pub struct ExecOutcome {
     /// limit stops it.
     #[serde(default)]
     pub draft: Option<String>,
+    /// The submitted answer as JSON, when the code gave a value that is not a str (a
+    /// typed answer's dict, list, number, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_json: Option<String>,
 }
 
 pub fn write_frame_sync(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {

@@ -30,7 +30,9 @@ pub enum LeaseState {
 #[derive(Debug, Clone)]
 pub enum Finish {
     Succeeded {
+        /// For a typed run (one with an answer schema), the answer's JSON text.
         answer: String,
+        typed: bool,
         finish_reason: String,
     },
     Failed {
@@ -171,6 +173,7 @@ impl Store {
             Finish::Succeeded {
                 answer,
                 finish_reason,
+                ..
             } => (Some(answer.clone()), Some(finish_reason.clone()), None),
             Finish::Failed {
                 error,
@@ -212,9 +215,16 @@ impl Store {
         };
         let mut events =
             close_descendants(&mut tx, id, descendant_status, &descendant_error).await?;
+        // A typed answer goes out as the value it is.
+        let shown = match (finish, &answer) {
+            (Finish::Succeeded { typed: true, .. }, Some(text)) => {
+                serde_json::from_str(text).unwrap_or_else(|_| json!(text))
+            }
+            _ => json!(answer),
+        };
         let data = json!({
             "status": status.as_str(),
-            "answer": answer,
+            "answer": shown,
             "finish_reason": finish_reason,
             "error": error,
         });

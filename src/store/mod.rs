@@ -6,6 +6,7 @@
 //! `events` and `trajectory`. That SQL is written once, in what both backends accept; the
 //! few statements that differ live in `dialect/sqlite.rs` and `dialect/postgres.rs`.
 
+mod cache;
 mod comparisons;
 mod contexts;
 mod dialect;
@@ -34,6 +35,7 @@ use sqlx::{AnyPool, ConnectOptions, Connection, Executor};
 
 use dialect::Dialect;
 
+pub use cache::CacheEntry;
 pub use comparisons::{Comparison, ComparisonSummary, TargetSummary};
 pub use contexts::{ContextEntry, RunContext, StoredContext, CHUNK_BYTES};
 pub use events::StoredEvent;

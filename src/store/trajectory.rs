@@ -57,6 +57,8 @@ pub struct LlmCallRecord {
     pub messages: Option<String>,
     /// The code block a sub-call was made from.
     pub block: Option<u32>,
+    /// Answered from the sub-call cache: no model was called, nothing was paid.
+    pub cache_hit: bool,
 }
 
 impl CodeBlockRecord {
@@ -95,6 +97,7 @@ pub(super) async fn write_records(
             Write::Iteration(it) => insert_iteration(conn, run_id, it).await?,
             Write::CodeBlock(block) => insert_code_block(conn, run_id, block).await?,
             Write::LlmCall(call) => insert_llm_call(conn, run_id, call).await?,
+            Write::CacheEntry(entry) => super::cache::insert(conn, entry).await?,
             // In order, after the rows (which no one sees before the commit anyway).
             Write::Event { kind, data } => announced.push((kind.as_str(), data)),
         }
@@ -113,7 +116,12 @@ pub enum Write {
     Iteration(IterationRecord),
     CodeBlock(CodeBlockRecord),
     LlmCall(LlmCallRecord),
-    Event { kind: String, data: Value },
+    /// A sub-call's reply, kept for the cache.
+    CacheEntry(super::CacheEntry),
+    Event {
+        kind: String,
+        data: Value,
+    },
 }
 
 impl Store {
@@ -183,7 +191,7 @@ impl Store {
         let calls = sqlx::query(
             "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
                  output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at, \
-                 prompt_hash, messages, block \
+                 prompt_hash, messages, block, cache_hit \
              FROM llm_calls WHERE run_id = $1 ORDER BY id",
         )
         .bind(run_id.to_string())
@@ -242,6 +250,7 @@ fn llm_call_from_row(row: &AnyRow) -> Result<LlmCallRecord, sqlx::Error> {
         prompt_hash: row.try_get("prompt_hash")?,
         messages: row.try_get("messages")?,
         block: row.try_get::<Option<i64>, _>("block")?.map(|b| b as u32),
+        cache_hit: row.try_get::<i64, _>("cache_hit")? != 0,
     })
 }
 
@@ -297,8 +306,8 @@ async fn insert_llm_call(
     sqlx::query(
         "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
              reply, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, \
-             error, created_at, prompt_hash, messages, block) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+             error, created_at, prompt_hash, messages, block, cache_hit) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(run_id.to_string())
     .bind(call.attempt as i64)
@@ -319,6 +328,7 @@ async fn insert_llm_call(
     .bind(&call.prompt_hash)
     .bind(&call.messages)
     .bind(call.block.map(i64::from))
+    .bind(call.cache_hit as i64)
     .execute(conn)
     .await?;
     Ok(())

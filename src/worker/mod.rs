@@ -17,6 +17,9 @@ use crate::domain::RunError;
 use crate::engine::Engine;
 use crate::store::{ClaimedRun, Finish, LeaseState, SessionStatus};
 
+/// How often expired sub-call cache entries are deleted (a lookup never serves one anyway).
+const CACHE_PURGE_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub workers: usize,
@@ -199,6 +202,7 @@ impl WorkerPool {
     /// so that expired leases are picked up.
     async fn reap(self, shutdown: CancellationToken) {
         let every = self.settings.poll_interval.max(Duration::from_millis(100));
+        let mut cache_purged = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -228,6 +232,14 @@ impl WorkerPool {
                 Err(error) => tracing::warn!(%error, "could not reap abandoned runs"),
             }
             self.expire_idle_sessions().await;
+            if cache_purged.elapsed() >= CACHE_PURGE_EVERY {
+                cache_purged = std::time::Instant::now();
+                match self.engine.store.purge_expired_cache().await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::debug!(purged, "expired sub-call cache entries purged"),
+                    Err(error) => tracing::warn!(%error, "could not purge the sub-call cache"),
+                }
+            }
         }
     }
 

@@ -94,4 +94,28 @@ def errors():
     print(json.dumps(seen))
 
 
-{"whole": whole, "streamed": streamed, "errors": errors}[case]()
+def parsed():
+    # Structured outputs as the SDK does them: a pydantic model becomes a strict
+    # json_schema response_format, and the reply is parsed back into the model.
+    import pydantic
+
+    class Person(pydantic.BaseModel):
+        name: str
+        age: int
+
+    completion = client.chat.completions.parse(
+        model="rlm",
+        messages=[{"role": "user", "content": "Who is the oldest?"}],
+        response_format=Person,
+        extra_body={"context": "Ada, 36\nGrace, 85"},
+    )
+    message = completion.choices[0].message
+    print(json.dumps({
+        "id": completion.id,
+        "parsed": message.parsed.model_dump(),
+        "type": type(message.parsed).__name__,
+        "content": message.content,
+    }))
+
+
+{"whole": whole, "streamed": streamed, "errors": errors, "parsed": parsed}[case]()

@@ -318,7 +318,7 @@ function comparisonPage(id) {
           el("span", {}, "Tokens ", el("b", {}, tokens(r.usage.total_tokens))),
           el("span", {}, "Cost ", el("b", {}, money(r.cost_usd)))),
         r.error ? el("div", { class: "stderr" }, `${r.error.code}: ${r.error.message}`) : null,
-        el("div", { class: "answer" }, r.answer || ""),
+        el("div", { class: "answer" }, r.answer_text || ""),
         el("a", { href: "#/runs/" + r.run_id }, "Trajectory")))));
   });
 }

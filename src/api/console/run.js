@@ -49,10 +49,10 @@ function renderRun(trajectory, ended) {
       run.parent_id ? el("a", { href: "#/runs/" + run.root_id }, "Root run") : null),
   ];
   const outcome = [];
-  if (run.status === "succeeded") outcome.push(el("h2", {}, "Answer"), el("div", { class: "card answer", id: "answer" }, run.answer));
+  if (run.status === "succeeded") outcome.push(el("h2", {}, "Answer"), el("div", { class: "card answer", id: "answer" }, run.answer_text));
   if (run.error) {
     outcome.push(el("div", { class: "card error-box", id: "run-error" }, `${run.error.code}: ${run.error.message}`));
-    if (run.answer) outcome.push(el("h2", {}, "Partial answer"), el("div", { class: "card answer" }, run.answer));
+    if (run.answer_text) outcome.push(el("h2", {}, "Partial answer"), el("div", { class: "card answer" }, run.answer_text));
   }
   if (!ended && live) outcome.push(el("p", { class: "muted" }, "Following live…"));
   const byModel = run.tree ? run.tree.usage_by_model : run.usage_by_model;
@@ -76,7 +76,7 @@ function treeNode(node, depth) {
     box.append(el("div", {}, el("b", {}, `Child run (depth ${run.depth}) `), statusTag(run.status),
       el("span", { class: "muted" }, ` ${run.model} · `), el("a", { href: "#/runs/" + run.id }, "open"),
       el("div", { class: "muted" }, "Prompt: " + clip(run.prompt, 300)),
-      run.answer ? el("div", {}, "Answer: " + clip(run.answer, 500)) : null,
+      run.answer_text ? el("div", {}, "Answer: " + clip(run.answer_text, 500)) : null,
       run.error ? el("div", { class: "stderr" }, `${run.error.code}: ${run.error.message}`) : null));
   }
   // A child is shown in the iteration whose code started it (by time: it began within it).

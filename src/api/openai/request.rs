@@ -9,6 +9,8 @@
 //!   messages, as a list of `{role, content}`; else empty.
 //! - `temperature`, `top_p`, `max_tokens` (or `max_completion_tokens`) and `seed` are the
 //!   root model's sampling; rlmd's own run fields ride along in the body as well.
+//! - `response_format` `json_schema` is the run's answer schema (`json_object`: any
+//!   object); the message's content is then the answer's JSON.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -39,7 +41,8 @@ pub struct ChatRequest {
     max_completion_tokens: Option<u32>,
     seed: Option<i64>,
     n: Option<u32>,
-    /// `{"type": "text"}` only, until typed answers land.
+    /// `text`, `json_object`, or `json_schema` (`{"json_schema": {"name", "schema"}}`):
+    /// the answer must then fit the schema, and the content is its JSON.
     response_format: Option<Value>,
     /// Function calling is not supported (refused when given).
     tools: Option<Value>,
@@ -62,6 +65,9 @@ pub struct ChatRequest {
     metadata: Option<serde_json::Map<String, Value>>,
     #[schema(value_type = Option<Object>)]
     webhook: Option<Box<RawValue>>,
+    /// As in `POST /v1/runs` (or give it as `response_format`).
+    #[schema(value_type = Option<Object>)]
+    answer_schema: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -110,6 +116,8 @@ struct RunBody<'a> {
     metadata: Option<&'a serde_json::Map<String, Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    answer_schema: Option<Value>,
 }
 
 /// The provider and model a model name picks; `None`s are the server's defaults.
@@ -146,13 +154,43 @@ impl ChatRequest {
                  give Python tools with POST /v1/runs",
             ));
         }
-        match self.response_format.as_ref().and_then(|f| f.get("type")) {
-            None => Ok(()),
-            Some(kind) if kind == "text" => Ok(()),
-            Some(kind) => Err(ApiError::bad_request(
-                "unsupported_response_format",
-                format!("`response_format` of type {kind} is not supported yet: answers are text"),
+        self.answer_schema().map(|_| ())
+    }
+
+    /// The answer schema `response_format` (or rlmd's own `answer_schema`) asks for.
+    fn answer_schema(&self) -> Result<Option<Value>, ApiError> {
+        let own = self.answer_schema.clone().filter(|s| !s.is_null());
+        let format = match self.response_format.as_ref().filter(|f| !f.is_null()) {
+            None => return Ok(own),
+            Some(format) => format,
+        };
+        let from_format = match format.get("type").and_then(Value::as_str) {
+            Some("text") => None,
+            Some("json_object") => Some(json!({"type": "object"})),
+            Some("json_schema") => match format.pointer("/json_schema/schema") {
+                Some(schema) if !schema.is_null() => Some(schema.clone()),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "`response_format.json_schema.schema` is required for type json_schema",
+                    ))
+                }
+            },
+            other => {
+                return Err(ApiError::bad_request(
+                    "unsupported_response_format",
+                    format!(
+                        "`response_format` of type {} is not supported: use text, json_object \
+                         or json_schema",
+                        other.map_or("(none)".to_string(), |k| format!("{k:?}"))
+                    ),
+                ))
+            }
+        };
+        match (own, from_format) {
+            (Some(_), Some(_)) => Err(ApiError::invalid(
+                "give `response_format` or `answer_schema`, not both",
             )),
+            (own, from_format) => Ok(own.or(from_format)),
         }
     }
 
@@ -187,6 +225,7 @@ impl ChatRequest {
             compaction: self.compaction.as_deref(),
             metadata: self.metadata.as_ref(),
             webhook: self.webhook.as_deref(),
+            answer_schema: self.answer_schema()?,
         };
         let text = serde_json::to_string(&body).expect("a run body serializes");
         super::super::json::parse(text.as_bytes())

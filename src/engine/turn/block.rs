@@ -6,6 +6,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{BlockEnd, RunState};
+use crate::answers::Candidate;
 use crate::domain::RunError;
 use crate::engine::host::SubcallHost;
 use crate::engine::{prompt, EngineError, Parent};
@@ -69,7 +70,10 @@ impl RunState<'_> {
                     *self.draft.lock().unwrap_or_else(|p| p.into_inner()) = outcome.draft.clone();
                 }
                 let end = match &outcome.answer {
-                    Some(answer) => BlockEnd::Answer(answer.clone()),
+                    Some(answer) => BlockEnd::Answer(Candidate {
+                        text: answer.clone(),
+                        json: outcome.answer_json.clone(),
+                    }),
                     None => BlockEnd::Continue,
                 };
                 (outcome, false, end)
