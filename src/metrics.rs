@@ -58,6 +58,7 @@ pub struct Metrics {
     model_call_seconds: Histograms<ModelLabels>,
     tokens: Family<TokenLabels, Counter>,
     cost_usd: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    cache_saved_usd: Family<ModelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     repl_starts: Counter,
     repl_failures: Family<ReasonLabel, Counter>,
     block_seconds: Histogram,
@@ -94,6 +95,7 @@ impl Metrics {
             model_call_seconds: Family::new_with_constructor(call_buckets),
             tokens: Family::default(),
             cost_usd: Family::default(),
+            cache_saved_usd: Family::default(),
             repl_starts: Counter::default(),
             repl_failures: Family::default(),
             block_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
@@ -193,6 +195,12 @@ impl Metrics {
             m.answers_rejected.clone(),
         );
         registry.register(
+            "rlmd_prompt_cache_saved_usd",
+            "US dollars the providers' prompt caches saved (reads below the input price, less \
+             the premium of writes), this node's calls since it started",
+            m.cache_saved_usd.clone(),
+        );
+        registry.register(
             "rlmd_subcall_cache_hits",
             "Sub-calls answered from the sub-call cache (no model call, nothing paid)",
             m.cache_hits.clone(),
@@ -289,6 +297,7 @@ impl Metrics {
             ("output", call.output_tokens),
             ("cached", call.cached_tokens),
             ("reasoning", call.reasoning_tokens),
+            ("cache_write", call.cache_write_tokens),
         ] {
             let labels = TokenLabels {
                 provider: call.provider.clone(),
@@ -301,6 +310,12 @@ impl Metrics {
         }
         if call.cost_usd > 0.0 {
             self.cost_usd.get_or_create(&model).inc_by(call.cost_usd);
+        }
+        // A net figure: a call that only wrote to the cache takes its premium off.
+        if call.cache_saved_usd != 0.0 {
+            self.cache_saved_usd
+                .get_or_create(&model)
+                .inc_by(call.cache_saved_usd);
         }
     }
 

@@ -90,7 +90,7 @@ async fn anthropic_gets_its_own_request_shape_and_its_usage_is_read() {
         (json!("claude-x"), json!(500))
     );
     assert!(
-        body["system"].as_str().unwrap().contains("REPL"),
+        body["system"][0]["text"].as_str().unwrap().contains("REPL"),
         "the system prompt is top-level"
     );
     let roles: Vec<&str> = body["messages"]
@@ -109,6 +109,7 @@ async fn anthropic_gets_its_own_request_shape_and_its_usage_is_read() {
     assert_eq!(run["usage"]["input_tokens"], 100);
     assert_eq!(run["usage"]["output_tokens"], 9);
     assert_eq!(run["usage"]["cached_tokens"], 30);
+    assert_eq!(run["usage"]["cache_write_tokens"], 20);
 }
 
 #[tokio::test]

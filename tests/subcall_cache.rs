@@ -90,15 +90,7 @@ async fn a_repeated_batch_is_answered_from_the_cache_marked_and_free() {
         .map(|e| e.data["data"]["cache_hits"].as_i64().unwrap())
         .collect();
     assert_eq!(finished, vec![1, 3]);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("rlmd_subcall_cache_hits_total"),
         "{metrics}"

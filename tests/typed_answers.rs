@@ -108,15 +108,7 @@ async fn an_answer_that_does_not_fit_is_sent_back_with_its_failing_paths_and_the
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].data["data"]["failures"][0]["path"], "/age");
     // Counted (the counter is the process's: other tests here add to it).
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let rejected: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("rlmd_answers_rejected_total "))
@@ -376,4 +368,51 @@ async fn at_the_depth_cap_a_typed_rlm_query_is_a_sub_call_whose_reply_must_fit()
         "{asked}"
     );
     assert!(trajectory["children"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_streamed_completion_tells_of_a_rejected_answer_then_streams_the_json() {
+    let model = FakeModel::start(
+        vec![
+            code("FINAL({'name': 'Ada', 'age': 'old'})"),
+            code("FINAL({'name': 'Ada', 'age': 36})"),
+        ],
+        |_| text("unused"),
+    )
+    .await;
+    let app = spawn_app(&model).await;
+    let body = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .json(&json!({
+            "model": "rlm", "stream": true,
+            "messages": [{"role": "user", "content": "Who is it?"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": person_schema()}}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (mut reasoning, mut content) = (String::new(), String::new());
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
+        let delta = &chunk["choices"][0]["delta"];
+        reasoning.push_str(delta["reasoning_content"].as_str().unwrap_or_default());
+        content.push_str(delta["content"].as_str().unwrap_or_default());
+    }
+    assert!(
+        reasoning.contains("The answer does not fit the schema:\n- at /age:"),
+        "{reasoning}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&content).unwrap(),
+        json!({"name": "Ada", "age": 36})
+    );
 }

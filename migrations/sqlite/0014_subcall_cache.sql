@@ -14,3 +14,8 @@ CREATE INDEX subcall_cache_expiry ON subcall_cache (expires_at);
 
 -- A call answered from that cache: no model was called, nothing was paid.
 ALTER TABLE llm_calls ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
+
+-- The provider's own prompt cache (Anthropic): input tokens written to it, and the money
+-- its reads saved less the premium its writes cost.
+ALTER TABLE llm_calls ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE llm_calls ADD COLUMN cache_saved_usd REAL NOT NULL DEFAULT 0;

@@ -184,6 +184,8 @@ pub fn call(index: usize, c: &LlmCallRecord) -> Value {
         "input_tokens": c.input_tokens,
         "output_tokens": c.output_tokens,
         "cached_tokens": c.cached_tokens,
+        "cache_write_tokens": c.cache_write_tokens,
+        "cache_saved_usd": c.cache_saved_usd,
         "reasoning_tokens": c.reasoning_tokens,
         "cost_usd": c.cost_usd,
         "latency_ms": c.latency_ms,

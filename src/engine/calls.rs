@@ -50,6 +50,9 @@ pub async fn charged_call(
         messages,
         sampling,
         on_retry: Some(&announce),
+        // A conversation (a root, final or compaction call) grows turn by turn; a
+        // sub-call's one message is rarely sent twice.
+        cache_prompt: call.kind != "sub",
     };
     let mut result = provider.client.complete(request).await;
     match &mut result {

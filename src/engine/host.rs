@@ -138,7 +138,9 @@ impl SubcallHost<'_> {
         let mut replies = Vec::with_capacity(prompts.len());
         for (index, &slot) in slots.iter().enumerate() {
             let reply = answered[slot].0.clone();
-            if unique[slot] != index && !reply.starts_with("Error: ") {
+            // A repeat is a cache hit, recorded (once: a replayed block's were recorded
+            // the first time).
+            if unique[slot] != index && !reply.starts_with("Error: ") && !self.replaying {
                 self.record_hit(
                     &self.sub_call_info(&prompts[index], model),
                     reply.clone(),

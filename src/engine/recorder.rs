@@ -162,6 +162,8 @@ impl Recorder {
             messages: call.messages.clone(),
             block: call.block,
             cache_hit: false,
+            cache_write_tokens: usage.cache_write_tokens,
+            cache_saved_usd: self.prices.cache_savings(call.model, &usage),
         }
     }
 }

@@ -14,6 +14,11 @@ const API_VERSION: &str = "2023-06-01";
 /// `max_tokens` is required; an RLM reply (reasoning plus code) rarely needs more.
 const DEFAULT_MAX_TOKENS: u32 = 8192;
 
+/// A cache breakpoint: the prompt up to here is cached (for five minutes, renewed by use).
+fn ephemeral() -> Value {
+    json!({"type": "ephemeral"})
+}
+
 pub struct AnthropicClient {
     http: Http,
     url: String,
@@ -40,12 +45,22 @@ impl AnthropicClient {
             .filter(|m| m.role == Role::System)
             .map(|m| m.content.as_str())
             .collect();
-        let messages: Vec<Value> = request
+        let mut messages: Vec<Value> = request
             .messages
             .iter()
             .filter(|m| m.role != Role::System)
             .map(|m| json!({"role": m.role, "content": m.content}))
             .collect();
+        // Two cache breakpoints: the system prompt (the same for every turn) and the end of
+        // the conversation. The next turn's request starts with all of this, so it reads it
+        // back from the cache and pays the write price only for what the turn added.
+        if request.cache_prompt {
+            if let Some(last) = messages.last_mut() {
+                let text = last["content"].take();
+                last["content"] =
+                    json!([{"type": "text", "text": text, "cache_control": ephemeral()}]);
+            }
+        }
         let sampling = request.sampling;
         let mut body = json!({
             "model": request.model,
@@ -53,7 +68,11 @@ impl AnthropicClient {
             "messages": messages,
         });
         if !system.is_empty() {
-            body["system"] = json!(system.join("\n\n"));
+            let text = system.join("\n\n");
+            body["system"] = match request.cache_prompt {
+                true => json!([{"type": "text", "text": text, "cache_control": ephemeral()}]),
+                false => json!(text),
+            };
         }
         // Newer Claude models refuse temperature and top_p together: temperature wins.
         match (sampling.temperature, sampling.top_p) {
@@ -118,6 +137,7 @@ impl AnthropicClient {
                 cached_tokens: cached,
                 // Thinking is billed within output_tokens and not reported apart.
                 reasoning_tokens: 0,
+                cache_write_tokens: usage.cache_creation_input_tokens,
             },
             finish_reason: reply.stop_reason,
             cost_usd: None,

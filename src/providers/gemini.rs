@@ -108,6 +108,7 @@ impl GeminiClient {
         Ok(Completion {
             text,
             usage: TokenUsage {
+                cache_write_tokens: 0,
                 input_tokens: usage.prompt_token_count,
                 // Thinking is billed as output.
                 output_tokens: usage.candidates_token_count + usage.thoughts_token_count,

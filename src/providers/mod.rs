@@ -78,6 +78,9 @@ pub struct ChatRequest<'a> {
     pub sampling: &'a Sampling,
     /// Told of each retry as its wait begins (the wait runs alongside).
     pub on_retry: Option<RetryObserver<'a>>,
+    /// Mark the prompt for the provider's cache, where it is asked for (Anthropic): a
+    /// conversation that grows turn by turn is read back at the cache price.
+    pub cache_prompt: bool,
 }
 
 pub type RetryObserver<'a> = &'a (dyn Fn(Retrying) -> BoxFuture<'a, ()> + Send + Sync);
@@ -105,6 +108,9 @@ pub struct TokenUsage {
     pub cached_tokens: i64,
     /// Reasoning tokens (already counted in `output_tokens`).
     pub reasoning_tokens: i64,
+    /// Input tokens written to the provider's prompt cache (Anthropic; counted in
+    /// `input_tokens`, billed above the input price).
+    pub cache_write_tokens: i64,
 }
 
 #[derive(Debug, Clone)]

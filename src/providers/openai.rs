@@ -182,6 +182,7 @@ impl OpenAiClient {
         Ok(Completion {
             text: content,
             usage: TokenUsage {
+                cache_write_tokens: 0,
                 input_tokens: usage.prompt_tokens,
                 output_tokens: usage.completion_tokens,
                 cached_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),

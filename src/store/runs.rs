@@ -33,8 +33,15 @@ pub struct Usage {
     pub output_tokens: i64,
     pub cached_tokens: i64,
     pub reasoning_tokens: i64,
+    /// Model calls made (answers from the sub-call cache are not).
     pub llm_calls: i64,
     pub cost_usd: f64,
+    /// Input tokens written to the provider's prompt cache.
+    pub cache_write_tokens: i64,
+    /// USD the provider's prompt cache saved, less its writes' premium.
+    pub cache_saved_usd: f64,
+    /// Sub-calls answered from rlmd's sub-call cache.
+    pub cache_hits: i64,
 }
 
 impl serde::Serialize for Usage {
@@ -49,6 +56,9 @@ impl serde::Serialize for Usage {
             reasoning_tokens: i64,
             llm_calls: i64,
             cost_usd: f64,
+            cache_write_tokens: i64,
+            cache_saved_usd: f64,
+            cache_hits: i64,
         }
         View {
             input_tokens: self.input_tokens,
@@ -58,6 +68,9 @@ impl serde::Serialize for Usage {
             reasoning_tokens: self.reasoning_tokens,
             llm_calls: self.llm_calls,
             cost_usd: self.cost_usd,
+            cache_write_tokens: self.cache_write_tokens,
+            cache_saved_usd: self.cache_saved_usd,
+            cache_hits: self.cache_hits,
         }
         .serialize(serializer)
     }
@@ -319,10 +332,10 @@ pub(super) fn run_from_row(row: &AnyRow) -> StoreResult<RunRecord> {
     })
 }
 
-/// The usage a run's one aggregate over its calls returns:
-/// `[input, output, cached, reasoning, calls, cost]`.
+/// The usage a run's one aggregate over its calls returns: `[input, output, cached,
+/// reasoning, calls, cost, cache writes, cache savings, cache hits]`.
 fn usage_from_json(text: &str) -> StoreResult<Usage> {
-    let [input, output, cached, reasoning, calls, cost]: [f64; 6] =
+    let [input, output, cached, reasoning, calls, cost, written, saved, hits]: [f64; 9] =
         serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Usage {
         input_tokens: input as i64,
@@ -331,6 +344,9 @@ fn usage_from_json(text: &str) -> StoreResult<Usage> {
         reasoning_tokens: reasoning as i64,
         llm_calls: calls as i64,
         cost_usd: cost,
+        cache_write_tokens: written as i64,
+        cache_saved_usd: saved,
+        cache_hits: hits as i64,
     })
 }
 

@@ -59,6 +59,10 @@ pub struct LlmCallRecord {
     pub block: Option<u32>,
     /// Answered from the sub-call cache: no model was called, nothing was paid.
     pub cache_hit: bool,
+    /// Input tokens written to the provider's prompt cache (in `input_tokens`).
+    pub cache_write_tokens: i64,
+    /// USD the provider's prompt cache saved (reads) less its writes' premium.
+    pub cache_saved_usd: f64,
 }
 
 impl CodeBlockRecord {
@@ -191,7 +195,7 @@ impl Store {
         let calls = sqlx::query(
             "SELECT attempt, iteration, kind, provider, model, prompt_chars, reply, input_tokens, \
                  output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, error, created_at, \
-                 prompt_hash, messages, block, cache_hit \
+                 prompt_hash, messages, block, cache_hit, cache_write_tokens, cache_saved_usd \
              FROM llm_calls WHERE run_id = $1 ORDER BY id",
         )
         .bind(run_id.to_string())
@@ -251,6 +255,8 @@ fn llm_call_from_row(row: &AnyRow) -> Result<LlmCallRecord, sqlx::Error> {
         messages: row.try_get("messages")?,
         block: row.try_get::<Option<i64>, _>("block")?.map(|b| b as u32),
         cache_hit: row.try_get::<i64, _>("cache_hit")? != 0,
+        cache_write_tokens: row.try_get("cache_write_tokens")?,
+        cache_saved_usd: row.try_get("cache_saved_usd")?,
     })
 }
 
@@ -306,8 +312,10 @@ async fn insert_llm_call(
     sqlx::query(
         "INSERT INTO llm_calls (run_id, attempt, iteration, kind, provider, model, prompt_chars, \
              reply, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, \
-             error, created_at, prompt_hash, messages, block, cache_hit) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+             error, created_at, prompt_hash, messages, block, cache_hit, cache_write_tokens, \
+             cache_saved_usd) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+             $20, $21, $22)",
     )
     .bind(run_id.to_string())
     .bind(call.attempt as i64)
@@ -329,6 +337,8 @@ async fn insert_llm_call(
     .bind(&call.messages)
     .bind(call.block.map(i64::from))
     .bind(call.cache_hit as i64)
+    .bind(call.cache_write_tokens)
+    .bind(call.cache_saved_usd)
     .execute(conn)
     .await?;
     Ok(())

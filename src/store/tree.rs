@@ -66,8 +66,12 @@ impl Store {
             "{with}SELECT c.model, CAST(SUM(c.input_tokens) AS BIGINT) AS input_tokens, \
                  CAST(SUM(c.output_tokens) AS BIGINT) AS output_tokens, \
                  CAST(SUM(c.cached_tokens) AS BIGINT) AS cached_tokens, \
-                 CAST(SUM(c.reasoning_tokens) AS BIGINT) AS reasoning_tokens, COUNT(*) AS llm_calls, \
-                 SUM(c.cost_usd) AS cost_usd \
+                 CAST(SUM(c.reasoning_tokens) AS BIGINT) AS reasoning_tokens, \
+                 CAST(COUNT(*) - SUM(c.cache_hit) AS BIGINT) AS llm_calls, \
+                 SUM(c.cost_usd) AS cost_usd, \
+                 CAST(SUM(c.cache_write_tokens) AS BIGINT) AS cache_write_tokens, \
+                 SUM(c.cache_saved_usd) AS cache_saved_usd, \
+                 CAST(SUM(c.cache_hit) AS BIGINT) AS cache_hits \
              FROM llm_calls c WHERE {scope} GROUP BY c.model"
         );
         let rows = sqlx::query(&sql)
@@ -83,6 +87,9 @@ impl Store {
                 reasoning_tokens: row.try_get("reasoning_tokens")?,
                 llm_calls: row.try_get("llm_calls")?,
                 cost_usd: row.try_get("cost_usd")?,
+                cache_write_tokens: row.try_get("cache_write_tokens")?,
+                cache_saved_usd: row.try_get("cache_saved_usd")?,
+                cache_hits: row.try_get("cache_hits")?,
             };
             by_model.insert(row.try_get("model")?, usage);
         }
@@ -109,6 +116,9 @@ pub fn total(usages: impl IntoIterator<Item = Usage>) -> Usage {
         sum.reasoning_tokens += u.reasoning_tokens;
         sum.llm_calls += u.llm_calls;
         sum.cost_usd += u.cost_usd;
+        sum.cache_write_tokens += u.cache_write_tokens;
+        sum.cache_saved_usd += u.cache_saved_usd;
+        sum.cache_hits += u.cache_hits;
         sum
     })
 }

@@ -22,6 +22,8 @@ pub struct Seen {
     pub target: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body exactly as sent.
+    pub raw: String,
     pub at: Instant,
 }
 
@@ -85,6 +87,7 @@ async fn handle(
             .unwrap_or_default(),
         headers,
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        raw: String::from_utf8_lossy(&body).into_owned(),
         at: Instant::now(),
     };
     let index = {

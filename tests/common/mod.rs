@@ -7,6 +7,7 @@
 pub mod binary;
 pub mod clients;
 pub mod database;
+pub mod fake_anthropic;
 pub mod fake_http;
 pub mod fake_model;
 
@@ -170,6 +171,12 @@ impl TestApp {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /metrics`, as text (the counters are this process's: other tests add to them).
+    pub async fn metrics_text(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
     }
 
     pub async fn run(&self, id: &str) -> Value {

@@ -194,6 +194,19 @@ fn narrate(event: &StoredEvent) -> Option<String> {
         "repl.reset" => format!("{indent}The REPL was reset.\n"),
         "provider.retrying" => format!("{indent}The provider asked to retry; waiting.\n"),
         "run.final_call" => format!("{indent}Out of iterations: asking for a final answer.\n"),
+        "answer.rejected" => {
+            let failures = data["failures"].as_array().cloned().unwrap_or_default();
+            let mut text = format!("{indent}The answer does not fit the schema:\n");
+            for failure in &failures {
+                let path = failure["path"]
+                    .as_str()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("/");
+                let message = failure["message"].as_str().unwrap_or_default();
+                text.push_str(&format!("{indent}- at {path}: {}\n", clip(message, 200)));
+            }
+            text
+        }
         _ => return None,
     };
     Some(text)

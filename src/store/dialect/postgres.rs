@@ -13,7 +13,9 @@ pub(in crate::store) const POSTGRES: Dialect = Dialect {
     lock_tree: Some("SELECT id FROM runs WHERE id = $1 FOR NO KEY UPDATE"),
     run_usage:
         "(SELECT json_build_array(COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \
-                    COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COUNT(*), \
-                    COALESCE(SUM(cost_usd), 0))::text \
+                    COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), \
+                    COUNT(*) - COALESCE(SUM(cache_hit), 0), COALESCE(SUM(cost_usd), 0), \
+                    COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(cache_saved_usd), 0), \
+                    COALESCE(SUM(cache_hit), 0))::text \
                  FROM llm_calls c WHERE c.run_id = r.id)",
 };

@@ -11,6 +11,7 @@ pub(in crate::store) const SQLITE: Dialect = Dialect {
     lock_tree: None,
     run_usage:
         "(SELECT json_array(TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cached_tokens), \
-                    TOTAL(reasoning_tokens), COUNT(*), TOTAL(cost_usd)) \
+                    TOTAL(reasoning_tokens), COUNT(*) - TOTAL(cache_hit), TOTAL(cost_usd), \
+                    TOTAL(cache_write_tokens), TOTAL(cache_saved_usd), TOTAL(cache_hit)) \
                  FROM llm_calls c WHERE c.run_id = r.id)",
 };
