@@ -186,7 +186,7 @@ async fn entries_expire_and_the_operator_may_cache_unset_temperatures_by_default
         &[
             ("RLM_CACHE", "global"),
             ("RLM_CACHE_TTL_S", "1"),
-            ("RLM_CACHE_UNSET_TEMPERATURE", "true"),
+            ("RLM_CACHE_UNSET_TEMPERATURE", "openai,gemini"),
         ],
     )
     .await;

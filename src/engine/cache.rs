@@ -21,11 +21,12 @@ pub struct CacheSlot {
 
 /// The cache scope of `run`'s sub-calls made with `sampling`, if they may be cached: the
 /// run opted in, and the sampling is deterministic (temperature 0, or unset where the
-/// operator allows it). Whatever the scope, an API key's entries serve its runs only.
-pub fn scope(run: &RunRecord, sampling: &Sampling, unset_temperature: bool) -> Option<String> {
+/// operator trusts the sub-provider's default: `unset_trusted`). Whatever the scope, an
+/// API key's entries serve its runs only.
+pub fn scope(run: &RunRecord, sampling: &Sampling, unset_trusted: bool) -> Option<String> {
     let deterministic = match sampling.temperature {
         Some(t) => t == 0.0,
-        None => unset_temperature,
+        None => unset_trusted,
     };
     if !deterministic {
         return None;
@@ -52,19 +53,22 @@ impl SubcallHost<'_> {
     /// Whether this run's sub-calls are cached.
     pub(super) fn caching(&self) -> bool {
         let run = self.parent.run;
-        scope(
-            run,
-            run.spec.sub_sampling(),
-            self.engine.cache.unset_temperature,
-        )
-        .is_some()
+        let trusted = self
+            .engine
+            .cache
+            .trusts_unset_temperature(run.spec.sub_provider());
+        scope(run, run.spec.sub_sampling(), trusted).is_some()
     }
 
     /// Where the sub-call sending `messages` to `model` is cached, if it is.
     pub(super) fn cache_slot(&self, messages: &[Message], model: &str) -> Option<CacheSlot> {
         let run = self.parent.run;
         let sampling = run.spec.sub_sampling();
-        let scope = scope(run, sampling, self.engine.cache.unset_temperature)?;
+        let trusted = self
+            .engine
+            .cache
+            .trusts_unset_temperature(run.spec.sub_provider());
+        let scope = scope(run, sampling, trusted)?;
         Some(CacheSlot {
             scope,
             key: key(run.spec.sub_provider(), model, messages, sampling),
