@@ -312,6 +312,7 @@ mod tests {
             include_str!("config/sandbox.rs"),
             include_str!("config/auth.rs"),
             include_str!("config/webhooks.rs"),
+            include_str!("config/cache.rs"),
         ]
         .concat();
         for name in vars.keys() {
