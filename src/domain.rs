@@ -7,6 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+mod cache_scope;
+pub use cache_scope::CacheScope;
+
 /// A run's id: a UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -74,36 +77,6 @@ impl FromStr for RunStatus {
             "cancelled" => Self::Cancelled,
             other => return Err(format!("unknown run status {other:?}")),
         })
-    }
-}
-
-/// `cache` of a run: whether its deterministic sub-calls are answered from earlier
-/// identical ones, and whose: the same run tree's, or any run of the same API key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CacheScope {
-    #[default]
-    Off,
-    Tree,
-    Global,
-}
-
-impl CacheScope {
-    pub fn is_off(&self) -> bool {
-        *self == CacheScope::Off
-    }
-}
-
-impl std::str::FromStr for CacheScope {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, String> {
-        match raw {
-            "off" => Ok(Self::Off),
-            "tree" => Ok(Self::Tree),
-            "global" => Ok(Self::Global),
-            _ => Err("must be `off`, `tree` or `global`".into()),
-        }
     }
 }
 

@@ -257,28 +257,6 @@ impl<'a> RunState<'a> {
         Ok(None)
     }
 
-    /// An answer given as `FINAL(...)` / `FINAL_VAR(...)` in the reply's prose.
-    async fn final_marker_answer(
-        &mut self,
-        reply: &str,
-        reports: &mut Vec<String>,
-    ) -> Option<Candidate> {
-        match parse::final_marker(reply)? {
-            FinalMarker::Text(text) => Some(Candidate::text(text)),
-            FinalMarker::Var(name) => match self.repl.resolve(&name).await {
-                Ok(Some((text, json))) => Some(Candidate { text, json }),
-                Ok(None) => {
-                    reports.push(format!("FINAL_VAR({name}): there is no variable named {name:?}; nothing was submitted."));
-                    None
-                }
-                Err(error) => {
-                    reports.push(format!("FINAL_VAR({name}) failed: {error}"));
-                    None
-                }
-            },
-        }
-    }
-
     /// Out of turns: one last call for the best answer, which is taken as it comes.
     async fn final_call(&mut self, max: u32) -> Result<Finish, EngineError> {
         let ask = match self.schema {

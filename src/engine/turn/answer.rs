@@ -6,6 +6,7 @@ use serde_json::json;
 use super::RunState;
 use crate::answers::Candidate;
 use crate::domain::RunError;
+use crate::engine::parse::{self, FinalMarker};
 use crate::store::Finish;
 
 /// An answer the run may end with: its text (for a typed run, the value's JSON).
@@ -65,6 +66,28 @@ impl RunState<'_> {
         }
         reports.push(feedback);
         None
+    }
+
+    /// An answer given as `FINAL(...)` / `FINAL_VAR(...)` in the reply's prose.
+    pub(super) async fn final_marker_answer(
+        &mut self,
+        reply: &str,
+        reports: &mut Vec<String>,
+    ) -> Option<Candidate> {
+        match parse::final_marker(reply)? {
+            FinalMarker::Text(text) => Some(Candidate::text(text)),
+            FinalMarker::Var(name) => match self.repl.resolve(&name).await {
+                Ok(Some((text, json))) => Some(Candidate { text, json }),
+                Ok(None) => {
+                    reports.push(format!("FINAL_VAR({name}): there is no variable named {name:?}; nothing was submitted."));
+                    None
+                }
+                Err(error) => {
+                    reports.push(format!("FINAL_VAR({name}) failed: {error}"));
+                    None
+                }
+            },
+        }
     }
 
     /// The run's end on the answer of its final call (out of turns): a typed run whose
