@@ -50,29 +50,23 @@ pub fn key(provider: &str, model: &str, messages: &[Message], sampling: &Samplin
 }
 
 impl SubcallHost<'_> {
-    /// Whether this run's sub-calls are cached.
-    pub(super) fn caching(&self) -> bool {
+    /// The scope this run's sub-calls are cached in, if they are.
+    pub(super) fn cache_scope(&self) -> Option<String> {
         let run = self.parent.run;
         let trusted = self
             .engine
             .cache
             .trusts_unset_temperature(run.spec.sub_provider());
-        scope(run, run.spec.sub_sampling(), trusted).is_some()
+        scope(run, run.spec.sub_sampling(), trusted)
     }
 
-    /// Where the sub-call sending `messages` to `model` is cached, if it is.
-    pub(super) fn cache_slot(&self, messages: &[Message], model: &str) -> Option<CacheSlot> {
-        let run = self.parent.run;
-        let sampling = run.spec.sub_sampling();
-        let trusted = self
-            .engine
-            .cache
-            .trusts_unset_temperature(run.spec.sub_provider());
-        let scope = scope(run, sampling, trusted)?;
-        Some(CacheSlot {
-            scope,
-            key: key(run.spec.sub_provider(), model, messages, sampling),
-        })
+    /// Where, in `scope`, the sub-call sending `messages` to `model` is cached.
+    pub(super) fn cache_slot(&self, scope: &str, messages: &[Message], model: &str) -> CacheSlot {
+        let spec = &self.parent.run.spec;
+        CacheSlot {
+            scope: scope.to_string(),
+            key: key(spec.sub_provider(), model, messages, spec.sub_sampling()),
+        }
     }
 
     /// The cached reply for `slot`, recorded as a call answered from the cache.

@@ -123,31 +123,48 @@ impl SubcallHost<'_> {
                 .collect(),
             None => prompts,
         };
-        // With the cache on, a prompt asked twice in one batch is asked once.
-        let (unique, slots) = match self.caching() {
-            true => unique_prompts(&prompts),
-            false => ((0..prompts.len()).collect(), (0..prompts.len()).collect()),
+        // With the cache on, a prompt asked twice in one batch is asked once; its repeats
+        // are cache hits.
+        let scope = self.cache_scope();
+        let (asked, slots) = match scope {
+            Some(_) => unique_prompts(prompts),
+            None => {
+                let slots = (0..prompts.len()).collect();
+                (prompts, slots)
+            }
         };
-        let asked: Vec<String> = unique.iter().map(|&i| prompts[i].clone()).collect();
+        let mut uses = vec![0usize; asked.len()];
+        slots.iter().for_each(|&slot| uses[slot] += 1);
+        // The prompts asked more than once, for their repeats' records.
+        let repeated: Vec<Option<String>> = asked
+            .iter()
+            .zip(&uses)
+            .map(|(prompt, &n)| (n > 1).then(|| prompt.clone()))
+            .collect();
         let calls = stream::iter(asked)
-            .map(|prompt| self.one(prompt, model))
+            .map(|prompt| self.one(prompt, model, scope.as_deref()))
             .buffered(self.max_concurrent())
             .collect::<Vec<(String, bool)>>();
-        let answered = recorder.flush_during(calls).await.map_err(internal)?;
+        let mut answered = recorder.flush_during(calls).await.map_err(internal)?;
         let mut cache_hits = answered.iter().filter(|(_, hit)| *hit).count();
-        let mut replies = Vec::with_capacity(prompts.len());
-        for (index, &slot) in slots.iter().enumerate() {
-            let reply = answered[slot].0.clone();
-            // A repeat is a cache hit, recorded (once: a replayed block's were recorded
-            // the first time).
-            if unique[slot] != index && !reply.starts_with("Error: ") && !self.replaying {
-                self.record_hit(
-                    &self.sub_call_info(&prompts[index], model),
-                    reply.clone(),
-                    Instant::now(),
-                );
-                crate::metrics::get().cache_lookup(true);
-                cache_hits += 1;
+        let mut seen = vec![false; answered.len()];
+        let mut replies = Vec::with_capacity(slots.len());
+        for slot in slots {
+            uses[slot] -= 1;
+            let reply = match uses[slot] {
+                0 => std::mem::take(&mut answered[slot].0),
+                _ => answered[slot].0.clone(),
+            };
+            // A replayed block's repeats were recorded the first time.
+            let repeat = std::mem::replace(&mut seen[slot], true);
+            if let (true, Some(prompt)) = (repeat, &repeated[slot]) {
+                if !reply.starts_with("Error: ") && !self.replaying {
+                    let messages = [Message::user(prompt.clone())];
+                    let info = self.sub_call_info(&messages, prompt_hash(prompt), model);
+                    self.record_hit(&info, reply.clone(), Instant::now());
+                    crate::metrics::get().cache_lookup(true);
+                    cache_hits += 1;
+                }
             }
             replies.push(reply);
         }
@@ -183,25 +200,30 @@ impl SubcallHost<'_> {
         Ok(replies)
     }
 
-    /// What is known of a sub-call of `prompt` before it is made.
-    fn sub_call_info<'m>(&'m self, prompt: &str, model: &'m str) -> CallInfo<'m> {
-        let messages = [Message::user(prompt.to_string())];
+    /// What is known of a sub-call sending `messages` (one prompt, whose hash is
+    /// `prompt_hash`) before it is made.
+    fn sub_call_info<'m>(
+        &'m self,
+        messages: &[Message],
+        prompt_hash: String,
+        model: &'m str,
+    ) -> CallInfo<'m> {
         CallInfo {
             kind: "sub",
             iteration: Some(self.iteration),
             provider: self.parent.run.spec.sub_provider(),
             model,
-            prompt_chars: prompt_chars(&messages),
-            prompt_hash: Some(prompt_hash(prompt)),
-            messages: Some(messages_sent(&[], &messages)),
+            prompt_chars: prompt_chars(messages),
+            prompt_hash: Some(prompt_hash),
+            messages: Some(messages_sent(&[], messages)),
             block: Some(self.block as u32),
         }
     }
 
-    /// One sub-call: its reply, or an `Error: ...` string, and whether the cache answered
-    /// it. Its record is already queued. A resumed run gets the reply of the same call
-    /// made before, if there is one.
-    async fn one(&self, prompt: String, model: &str) -> (String, bool) {
+    /// One sub-call: its reply, or an `Error: ...` string, and whether the cache (in
+    /// `scope`, if the run's sub-calls are cached) answered it. Its record is already
+    /// queued. A resumed run gets the reply of the same call made before, if there is one.
+    async fn one(&self, prompt: String, model: &str, scope: Option<&str>) -> (String, bool) {
         let hash = prompt_hash(&prompt);
         if let Some(record) = self.parent.tape.sub_call(self.iteration, &hash, model) {
             let reply = match (record.reply, record.error) {
@@ -214,9 +236,9 @@ impl SubcallHost<'_> {
             self.parent.tape.diverged();
             return (NOT_REPLAYED.to_string(), false);
         }
-        let info = self.sub_call_info(&prompt, model);
         let messages = [Message::user(prompt)];
-        let slot = self.cache_slot(&messages, model);
+        let info = self.sub_call_info(&messages, hash, model);
+        let slot = scope.map(|scope| self.cache_slot(scope, &messages, model));
         if let Some(slot) = &slot {
             if let Some(reply) = self.cached(slot, &info).await {
                 return (reply, true);
@@ -271,20 +293,28 @@ impl SubcallHost<'_> {
     }
 }
 
-/// The first place of each distinct prompt, and for every prompt, the index of its
-/// distinct prompt in that list.
-fn unique_prompts(prompts: &[String]) -> (Vec<usize>, Vec<usize>) {
+/// The distinct prompts, in the order they first come, and for every prompt the index of
+/// its distinct prompt in that list.
+fn unique_prompts(prompts: Vec<String>) -> (Vec<String>, Vec<usize>) {
     let mut first: std::collections::HashMap<&str, usize> = Default::default();
-    let mut unique = Vec::new();
-    let slots = prompts
+    let slots: Vec<usize> = prompts
         .iter()
-        .enumerate()
-        .map(|(index, prompt)| {
-            *first.entry(prompt).or_insert_with(|| {
-                unique.push(index);
-                unique.len() - 1
-            })
+        .map(|prompt| {
+            let next = first.len();
+            *first.entry(prompt).or_insert(next)
         })
+        .collect();
+    drop(first);
+    let mut taken = 0;
+    let unique = prompts
+        .into_iter()
+        .zip(&slots)
+        .filter(|&(_, &slot)| {
+            let new = slot == taken;
+            taken += new as usize;
+            new
+        })
+        .map(|(prompt, _)| prompt)
         .collect();
     (unique, slots)
 }
@@ -292,4 +322,17 @@ fn unique_prompts(prompts: &[String]) -> (Vec<usize>, Vec<usize>) {
 fn internal(error: StoreError) -> String {
     tracing::error!(%error, "could not record sub-calls");
     "rlmd could not record this call (internal error)".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_prompts_are_asked_once_in_the_order_they_first_come() {
+        let prompts = ["b", "a", "b", "c", "a"].map(String::from).to_vec();
+        let (unique, slots) = unique_prompts(prompts);
+        assert_eq!(unique, ["b", "a", "c"]);
+        assert_eq!(slots, [0, 1, 0, 2, 1]);
+    }
 }
