@@ -187,6 +187,12 @@ impl Rejection {
     }
 }
 
+/// The value a typed run's stored answer (its JSON text) stands for. Text that is not
+/// JSON (never stored by rlmd, but a database can be edited) is shown as the string.
+pub fn stored_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
 /// A reply's answer may come fenced as ```json ... ```; the fence is not part of it.
 fn strip_fence(text: &str) -> &str {
     let trimmed = text.trim();

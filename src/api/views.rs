@@ -104,7 +104,7 @@ pub fn run(run: &RunRecord) -> Value {
 pub fn answer(run: &RunRecord) -> Value {
     match (&run.answer, run.spec.answer_schema.is_some(), run.status) {
         (Some(text), true, crate::domain::RunStatus::Succeeded) => {
-            serde_json::from_str(text).unwrap_or_else(|_| json!(text))
+            crate::answers::stored_value(text)
         }
         (answer, _, _) => json!(answer),
     }

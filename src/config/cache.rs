@@ -35,30 +35,25 @@ impl CacheConfig {
         let ttl = env.seconds("RLM_CACHE_TTL_S", 86_400.0)?;
         // `true` (every provider), `false` (none), or a list of providers.
         let name = "RLM_CACHE_UNSET_TEMPERATURE";
-        let unset_temperature = match env.get(name) {
-            None => Vec::new(),
-            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => {
-                    KNOWN_PROVIDERS.iter().map(|p| p.to_string()).collect()
-                }
-                "0" | "false" | "no" | "off" => Vec::new(),
-                list => list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(|p| match KNOWN_PROVIDERS.contains(&p) {
-                        true => Ok(p.to_string()),
-                        false => Err(error(
-                            name,
-                            &raw,
-                            format!(
-                                "must be true, false or a list of providers ({})",
-                                KNOWN_PROVIDERS.join(", ")
-                            ),
-                        )),
-                    })
-                    .collect::<Result<_, _>>()?,
-            },
+        let unset_temperature = match (env.flag(name, false), env.get(name)) {
+            (Ok(true), _) => KNOWN_PROVIDERS.iter().map(|p| p.to_string()).collect(),
+            (Ok(false), _) | (Err(_), None) => Vec::new(),
+            (Err(_), Some(raw)) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| match KNOWN_PROVIDERS.contains(&p) {
+                    true => Ok(p.to_string()),
+                    false => Err(error(
+                        name,
+                        &raw,
+                        format!(
+                            "must be true, false or a list of providers ({})",
+                            KNOWN_PROVIDERS.join(", ")
+                        ),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
         };
         Ok(Self {
             default_scope,

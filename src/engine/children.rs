@@ -149,7 +149,7 @@ fn child_answer(child: &RunRecord) -> Value {
 /// A child's answer as its parent's code gets it: a typed answer parsed, else the text.
 fn answer_value(answer: String, typed: bool) -> Value {
     match typed {
-        true => serde_json::from_str(&answer).unwrap_or(Value::String(answer)),
+        true => crate::answers::stored_value(&answer),
         false => Value::String(answer),
     }
 }

@@ -218,7 +218,7 @@ impl Store {
         // A typed answer goes out as the value it is.
         let shown = match (finish, &answer) {
             (Finish::Succeeded { typed: true, .. }, Some(text)) => {
-                serde_json::from_str(text).unwrap_or_else(|_| json!(text))
+                crate::answers::stored_value(text)
             }
             _ => json!(answer),
         };
