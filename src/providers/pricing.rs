@@ -101,10 +101,14 @@ impl PriceTable {
     /// minus what they cost, less the premium paid for its writes (negative for a call
     /// that only wrote). 0 for a model the table does not know.
     pub fn cache_savings(&self, model: &str, usage: &TokenUsage) -> f64 {
+        let (cached, written) = cache_split(usage);
+        // Most calls touch no cache: no second price lookup for them.
+        if cached == 0 && written == 0 {
+            return 0.0;
+        }
         let Some(price) = self.lookup(model) else {
             return 0.0;
         };
-        let (cached, written) = cache_split(usage);
         let saved = cached as f64 * (price.input - price.cached_input())
             - written as f64 * (price.cache_write_input() - price.input);
         saved / 1_000_000.0
