@@ -47,10 +47,16 @@ fn times_asked(model: &FakeModel, prompt: &str) -> usize {
 async fn a_repeated_batch_is_answered_from_the_cache_marked_and_free() {
     let model = asking_model(&["alpha", "beta", "alpha"], 2).await;
     let app = spawn_app(&model).await;
-    let id = app.submit_ok(&cached_run("tree")).await;
+    // Three root calls and two sub-calls reach the model: the four hits must not count
+    // against the limit, or the run would stop at its sixth call.
+    let mut body = cached_run("tree");
+    body["limits"] = json!({"max_llm_calls": 5});
+    let id = app.submit_ok(&body).await;
     let run = app.wait_for_end(&id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["cache"], "tree");
+    assert_eq!(run["usage"]["llm_calls"], 5);
+    assert_eq!(run["usage"]["cache_hits"], 4);
 
     // Each prompt reached the model once, whatever the repeats.
     assert_eq!(times_asked(&model, "alpha"), 1);
