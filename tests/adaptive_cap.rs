@@ -42,21 +42,6 @@ async fn openai_cap(app: &TestApp) -> Value {
         .clone()
 }
 
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the metrics"))
-}
-
 #[tokio::test]
 async fn a_rate_limited_provider_has_its_cap_cut_and_every_prompt_is_answered() {
     let model = FakeModel::with_capacity(Duration::from_millis(50), 20, fan_out).await;
@@ -83,9 +68,13 @@ async fn a_rate_limited_provider_has_its_cap_cut_and_every_prompt_is_answered() 
     assert!(cap["concurrency_limit"].as_u64().unwrap() <= 20, "{cap}");
     assert_eq!(cap["max_concurrency"], 64);
     assert_eq!(cap["in_flight"], 0);
-    let overloads = metric(&app, "rlmd_provider_overloads_total{provider=\"openai\"}").await;
+    let overloads = app
+        .metric("rlmd_provider_overloads_total{provider=\"openai\"}")
+        .await;
     assert_eq!(overloads, refused as f64);
-    let limit = metric(&app, "rlmd_provider_concurrency_limit{provider=\"openai\"}").await;
+    let limit = app
+        .metric("rlmd_provider_concurrency_limit{provider=\"openai\"}")
+        .await;
     assert_eq!(Some(limit as u64), cap["concurrency_limit"].as_u64());
     // Each refusal was a retry the run's events show.
     let retries = app

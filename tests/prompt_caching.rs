@@ -134,15 +134,9 @@ async fn a_root_run_marks_its_prompt_for_the_cache_and_each_turn_reads_the_last_
         .map(|c| c["cache_write_tokens"].as_i64().unwrap())
         .sum();
     assert_eq!(shown, written);
-    let metrics = app.metrics_text().await;
-    assert!(
-        metrics.contains(&format!(
-            r#"rlmd_tokens_total{{provider="anthropic",model="{MODEL}",direction="cache_write"}} {written}"#
-        )),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("rlmd_prompt_cache_saved_usd{"),
-        "{metrics}"
-    );
+    let series = format!(r#"{{provider="anthropic",model="{MODEL}""#);
+    let tokens = format!(r#"rlmd_tokens_total{series},direction="cache_write"}} "#);
+    assert_eq!(app.metric(&tokens).await, written as f64);
+    let gauge = format!("rlmd_prompt_cache_saved_usd{series}}} ");
+    assert!((app.metric(&gauge).await - saved).abs() < 1e-6);
 }

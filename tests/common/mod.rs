@@ -179,6 +179,14 @@ impl TestApp {
         response.text().await.unwrap()
     }
 
+    /// The value of one series of `GET /metrics` (`name` with its labels, as shown).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the metrics:\n{text}"))
+    }
+
     pub async fn run(&self, id: &str) -> Value {
         let (status, run) = self.get(&format!("/v1/runs/{id}")).await;
         assert_eq!(status, 200, "{run}");
