@@ -44,8 +44,6 @@ pub struct RunState<'a> {
     pub tape: Tape,
     /// The answer schema, compiled: an answer must fit it to end the run.
     schema: Option<Arc<AnswerSchema>>,
-    /// The last answer the schema sent back, kept should the run fail on it.
-    last_candidate: Option<String>,
 }
 
 mod answer;
@@ -93,7 +91,6 @@ impl<'a> RunState<'a> {
             compactions: 0,
             tape: Tape::default(),
             schema: None,
-            last_candidate: None,
         }
     }
 

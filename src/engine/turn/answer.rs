@@ -50,9 +50,8 @@ impl RunState<'_> {
                        "failures": rejection.failures, "more_failures": rejection.more}),
             );
         }
-        let shown = candidate.shown().to_string();
-        *self.draft.lock().unwrap_or_else(|p| p.into_inner()) = Some(shown.clone());
-        self.last_candidate = Some(shown);
+        // The run's partial answer, should it end without a better one.
+        *self.draft.lock().unwrap_or_else(|p| p.into_inner()) = Some(candidate.shown().into());
         // The code keeps its candidate to mend; only its readiness is taken back.
         let reset = json!({"content": candidate.value(), "ready": false});
         if let Err(error) = self.repl.set_var("answer", reset.to_string().into()).await {
@@ -105,8 +104,9 @@ impl RunState<'_> {
                     self.spec.max_iterations,
                     rejection.summary()
                 );
-                // The code's last candidate, else what the final call said.
-                let partial = self.last_candidate.take().or(Some(candidate.text));
+                // The code's latest answer (its last candidate), else the final call's.
+                let draft = self.draft.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let partial = draft.or(Some(candidate.text));
                 Finish::Failed {
                     error: RunError::new("invalid_answer", message),
                     partial_answer: partial,
