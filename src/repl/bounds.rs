@@ -178,6 +178,29 @@ mod tests {
     }
 
     #[test]
+    fn a_typed_answer_is_bounded_by_its_json_and_json_without_an_answer_is_dropped() {
+        let bounds = Bounds {
+            max_frame_bytes: 1 << 20,
+            max_prompt_chars: 3,
+            max_answer_chars: 5,
+        };
+        // A short text (a Python repr, say) does not let a long JSON through.
+        let outcome = ExecOutcome {
+            answer: Some("[...]".into()),
+            answer_json: Some("[1, 2, 3]".into()),
+            ..ExecOutcome::default()
+        };
+        let bounded = bounds.outcome(outcome, 100);
+        assert_eq!((bounded.answer, bounded.answer_json), (None, None));
+        assert!(bounded.error.unwrap().contains("has 9 characters"));
+        let unsubmitted = ExecOutcome {
+            answer_json: Some("1".into()),
+            ..ExecOutcome::default()
+        };
+        assert_eq!(bounds.outcome(unsubmitted, 100).answer_json, None);
+    }
+
+    #[test]
     fn the_live_output_budget_runs_out() {
         let mut budget = Budget::new(5);
         assert_eq!(budget.admit("abc"), Some("abc"));
