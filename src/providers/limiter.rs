@@ -31,6 +31,8 @@ struct State {
     debt: usize,
     /// Permits handed out and not yet released.
     in_flight: usize,
+    /// Calls waiting for a permit: demand the cap holds back as much as the calls in flight.
+    waiting: usize,
 }
 
 /// One call's place; released (or withdrawn, after a cut) when dropped.
@@ -62,6 +64,7 @@ impl Limiter {
                 credits: 0,
                 debt: 0,
                 in_flight: 0,
+                waiting: 0,
             }),
             epoch: AtomicU64::new(0),
         })
@@ -75,12 +78,22 @@ impl Limiter {
 
     /// Waits (first come, first served) for a place.
     pub async fn acquire(self: &Arc<Self>) -> Slot {
+        /// Counts a call as waiting until it has its permit or gives the wait up.
+        struct Waiting<'a>(&'a Limiter);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.lock().waiting -= 1;
+            }
+        }
+        self.lock().waiting += 1;
+        let waiting = Waiting(self);
         let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
+        drop(waiting);
         self.issued(permit)
     }
 
@@ -108,15 +121,18 @@ impl Limiter {
 
     /// A call succeeded: the cap grows, but only while it is what holds calls back (a cap
     /// nobody fills proves nothing about the provider). The tests of "filled" are Linux's
-    /// for a TCP window: half of it in slow start, all of it after.
+    /// for a TCP window: half of it in slow start, all of it after. Calls waiting for a
+    /// place count: when a whole wave answers at once, its last successes come before the
+    /// waiting calls have taken the places the first ones freed.
     fn succeeded(&self) {
         let mut state = self.lock();
         if state.limit >= self.max {
             return;
         }
+        let demand = state.in_flight + state.waiting;
         let grow = if state.limit < state.threshold {
-            2 * state.in_flight > state.limit
-        } else if state.in_flight >= state.limit {
+            2 * demand > state.limit
+        } else if demand >= state.limit {
             state.credits += 1;
             state.credits >= state.limit
         } else {
@@ -226,6 +242,46 @@ mod tests {
             assert_eq!(limiter.state().limit, expected);
         }
         assert_eq!(limiter.slots.available_permits(), 64);
+    }
+
+    #[tokio::test]
+    async fn calls_waiting_for_a_place_keep_slow_start_going_when_a_wave_answers_at_once() {
+        let limiter = Limiter::new(8, 4);
+        let slots: Vec<Slot> = (0..4).map(|_| limiter.try_acquire().unwrap()).collect();
+        let waiters: Vec<_> = (0..4)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move { limiter.acquire().await })
+            })
+            .collect();
+        while limiter.lock().waiting < 4 {
+            tokio::task::yield_now().await;
+        }
+        // The whole wave answers before any waiting call runs again.
+        for slot in slots {
+            slot.succeeded();
+            drop(slot);
+        }
+        assert_eq!(limiter.state().limit, 8);
+        for waiter in waiters {
+            drop(waiter.await.unwrap());
+        }
+        assert_eq!(limiter.lock().waiting, 0);
+        assert_eq!(limiter.state().in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_no_longer_counts_as_demand() {
+        let limiter = Limiter::new(8, 1);
+        let slot = limiter.try_acquire().unwrap();
+        let waiting = limiter.clone();
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(10), async move {
+            waiting.acquire().await
+        })
+        .await;
+        assert!(gave_up.is_err());
+        assert_eq!(limiter.lock().waiting, 0);
+        drop(slot);
     }
 
     #[tokio::test]
